@@ -1,0 +1,74 @@
+"""monai_synth.transforms: MONAI-style array and dictionary transforms for paired image + mask work.
+
+Groups (each with ``array.py`` and thin ``dictionary.py`` versions):
+
+- ``intensity``: :class:`NormalizeToRange` (CT window, MRI percentile / z-score, min-max, fixed) to [-1, 1].
+- ``spatial``: :class:`CropResize` / :class:`PairedCropResized` (centre square crop + resize).
+- ``mask``: :class:`MapMaskValues` (raw mask -> labels 0..K-1), :class:`OneHotMask`, and the paired
+  encoding :class:`EncodePaired` / :class:`DecodePaired` / :func:`mask_channels` of docs/DESIGN.md.
+- ``utility``: :class:`EnsurePairedShape` / :class:`EnsurePairedShaped` (image and mask pair up).
+"""
+
+from __future__ import annotations
+
+from .intensity import NORMALIZE_MODES, NormalizeToRange, NormalizeToRanged, NormalizeToRangeD, NormalizeToRangeDict
+from .mask import (
+    DecodePaired,
+    DecodePairedd,
+    DecodePairedD,
+    DecodePairedDict,
+    EncodePaired,
+    EncodePairedd,
+    EncodePairedD,
+    EncodePairedDict,
+    MapMaskValues,
+    MapMaskValuesd,
+    MapMaskValuesD,
+    MapMaskValuesDict,
+    OneHotMask,
+    OneHotMaskd,
+    OneHotMaskD,
+    OneHotMaskDict,
+    mask_channels,
+)
+from .spatial import LABEL_SAFE_MODES, CropResize, PairedCropResized, PairedCropResizeD, PairedCropResizeDict
+from .utility import EnsurePairedShape, EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict
+
+# Post-processing of generated masks (threshold, largest component, hole filling, de-duplication) lives in
+# monai_synth/transforms/postprocessing/ (written separately). Once it exists, export it here:
+# from .postprocessing import *  # noqa: F401,F403
+# and extend __all__ with postprocessing.__all__.
+
+__all__ = [
+    "NORMALIZE_MODES",
+    "NormalizeToRange",
+    "NormalizeToRanged",
+    "NormalizeToRangeD",
+    "NormalizeToRangeDict",
+    "LABEL_SAFE_MODES",
+    "CropResize",
+    "PairedCropResized",
+    "PairedCropResizeD",
+    "PairedCropResizeDict",
+    "mask_channels",
+    "MapMaskValues",
+    "MapMaskValuesd",
+    "MapMaskValuesD",
+    "MapMaskValuesDict",
+    "OneHotMask",
+    "OneHotMaskd",
+    "OneHotMaskD",
+    "OneHotMaskDict",
+    "EncodePaired",
+    "EncodePairedd",
+    "EncodePairedD",
+    "EncodePairedDict",
+    "DecodePaired",
+    "DecodePairedd",
+    "DecodePairedD",
+    "DecodePairedDict",
+    "EnsurePairedShape",
+    "EnsurePairedShaped",
+    "EnsurePairedShapeD",
+    "EnsurePairedShapeDict",
+]
