@@ -36,7 +36,7 @@ from monai_synth.transforms import (
     mask_channels,
 )
 
-__all__ = ["PairedSliceDataset", "THORAX_CT_WINDOW", "auto_intensity", "auto_mask_rule"]
+__all__ = ["PairedSliceDataset", "THORAX_CT_WINDOW", "auto_intensity", "auto_mask_rule", "typical_components"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,27 @@ def auto_mask_rule(label_values: np.ndarray) -> dict[str, Any]:
         f"Mask values {{{shown}}} are neither labels 0..31 nor an 8-bit 0..255 mask; set `mask_mapping` "
         "(e.g. {0: 0, 128: 1, 255: 2}) or `mask_threshold` to say how to turn them into labels."
     )
+
+
+def typical_components(items: Sequence[dict], num_classes: int, max_items: int = 200) -> list[int]:
+    """Median number of connected components of each foreground class where it is present.
+
+    Post-processing of generated masks keeps this many components per class (e.g. 2 for one
+    "lung" label covering both lungs, 1 for each lung labelled separately).
+
+    Returns:
+        list of ``num_classes - 1`` integers (at least 1 each), for classes ``1..K-1``.
+    """
+    from scipy import ndimage
+
+    counts: list[list[int]] = [[] for _ in range(num_classes - 1)]
+    for item in items[:max_items]:
+        label = np.asarray(item["label"])[0]
+        for c in range(1, num_classes):
+            mask = label == c
+            if mask.any():
+                counts[c - 1].append(ndimage.label(mask)[1])
+    return [max(1, int(np.median(c))) if c else 1 for c in counts]
 
 
 class PairedSliceDataset(Dataset):
@@ -207,6 +228,7 @@ class PairedSliceDataset(Dataset):
             "mask_rule": mask_rule,
             "slice_axis": slice_axis,
             "keep_labels": list(keep_labels) if keep_labels else None,
+            "components_per_class": typical_components(items, self.num_classes),
         }
 
     @staticmethod

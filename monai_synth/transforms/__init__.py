@@ -34,12 +34,14 @@ from .mask import (
 from .spatial import LABEL_SAFE_MODES, CropResize, PairedCropResized, PairedCropResizeD, PairedCropResizeDict
 from .utility import EnsurePairedShape, EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict
 
-# Post-processing of generated masks (threshold, largest component, hole filling, de-duplication) lives in
-# monai_synth/transforms/postprocessing/ (written separately). Once it exists, export it here:
-# from .postprocessing import *  # noqa: F401,F403
-# and extend __all__ with postprocessing.__all__.
+from .postprocessing import PostprocessMask, PostprocessMaskd, PostprocessMaskD, PostprocessMaskDict, mask_change_fraction
 
 __all__ = [
+    "PostprocessMask",
+    "PostprocessMaskd",
+    "PostprocessMaskD",
+    "PostprocessMaskDict",
+    "mask_change_fraction",
     "NORMALIZE_MODES",
     "NormalizeToRange",
     "NormalizeToRanged",

@@ -1,0 +1,156 @@
+"""Ignite/MONAI trainer for paired GANs that see image and mask channels as one tensor (Neff et al.)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.engines import Trainer
+from torch.optim import Optimizer
+
+from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
+
+__all__ = ["PairedGANTrainer", "NonFiniteLossError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A GAN loss became NaN or infinite; raised before any optimiser step so the weights stay clean."""
+
+
+class PairedGANTrainer(Trainer):
+    """Adversarial training of a generator that emits ``(B, C + M, H, W)`` image + mask tensors.
+
+    Each iteration: one discriminator step on a real batch and fakes from fresh latents (fakes
+    detached), then one generator step on new fakes (non-saturating loss). Latents are drawn from
+    U[-1, 1] (Neff et al.) or N(0, 1).
+
+    MONAI's ``GanTrainer`` is close but does not fit, which is why this subclasses ``Trainer``:
+    it backpropagates the discriminator loss through the generator output it later reuses, has no
+    mixed-precision scaler, samples latents only from N(0, 1), and steps the optimisers even when a
+    loss is NaN. Here a non-finite loss raises :class:`NonFiniteLossError` *before* any optimiser step,
+    so the weights (and the last checkpoint) stay good.
+
+    Args:
+        device: device to train on.
+        max_epochs: number of epochs; an epoch is ``epoch_length`` iterations.
+        train_data_loader: yields dicts holding the paired tensor under ``pair_key``.
+        g_network: generator ``(B, latent_dim) -> (B, C + M, H, W)`` in [-1, 1].
+        g_optimizer: generator optimiser.
+        d_network: discriminator ``(B, C + M, H, W) -> (B, 1)`` logits.
+        d_optimizer: discriminator optimiser.
+        latent_dim: size of the latent vector.
+        epoch_length: iterations per epoch; the loader is restarted as needed. Defaults to
+            ``len(train_data_loader)``. The Neff et al. schedule is 12,000 iterations.
+        pair_key: key of the paired tensor in each batch.
+        latent_distribution: ``"uniform"`` (U[-1, 1]) or ``"normal"``.
+        d_train_steps: discriminator steps per generator step.
+        train_handlers: ignite handlers (checkpoints, sample grids, stats, MLflow) with ``attach``.
+        amp: mixed precision (CUDA only; ignored on CPU, where training runs in float32).
+        non_blocking: non-blocking host-to-device copies.
+
+    ``engine.state.output`` after each iteration: ``{"g_loss", "d_loss", "d_real", "d_fake"}`` floats,
+    where ``d_real``/``d_fake`` are the mean discriminator probabilities on real and fake pairs.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Sequence | torch.utils.data.DataLoader,
+        g_network: torch.nn.Module,
+        g_optimizer: Optimizer,
+        d_network: torch.nn.Module,
+        d_optimizer: Optimizer,
+        latent_dim: int,
+        epoch_length: int | None = None,
+        pair_key: str = "pair",
+        latent_distribution: str = "uniform",
+        d_train_steps: int = 1,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        non_blocking: bool = False,
+        g_loss_function: Callable = g_nonsaturating_loss,
+        d_loss_function: Callable = d_logistic_loss,
+    ) -> None:
+        if latent_distribution not in ("uniform", "normal"):
+            raise ValueError(f"latent_distribution must be 'uniform' or 'normal', got {latent_distribution!r}.")
+        if d_train_steps < 1:
+            raise ValueError(f"d_train_steps must be >= 1, got {d_train_steps}.")
+        device = torch.device(device)
+        amp = bool(amp) and device.type == "cuda"
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            handlers=train_handlers,
+            amp=amp,
+            decollate=False,
+        )
+        self.g_network = g_network
+        self.g_optimizer = g_optimizer
+        self.d_network = d_network
+        self.d_optimizer = d_optimizer
+        self.latent_dim = int(latent_dim)
+        self.pair_key = pair_key
+        self.latent_distribution = latent_distribution
+        self.d_train_steps = int(d_train_steps)
+        self.g_loss_function = g_loss_function
+        self.d_loss_function = d_loss_function
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+    def sample_latents(self, num: int) -> torch.Tensor:
+        """``(num, latent_dim)`` latents on the training device from the global torch RNG."""
+        if self.latent_distribution == "uniform":
+            return torch.rand(num, self.latent_dim, device=self.state.device) * 2.0 - 1.0
+        return torch.randn(num, self.latent_dim, device=self.state.device)
+
+    def _check_finite(self, name: str, value: torch.Tensor) -> None:
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(
+                f"{name} is {value.item()} at iteration {self.state.iteration}: training stopped before "
+                "updating the weights, so the last checkpoint is still good. Lower the learning rate, check "
+                "the data for NaN/inf values, or resume from the last checkpoint with another seed."
+            )
+
+    def _iteration(self, engine: PairedGANTrainer, batchdata: dict[str, Any]) -> dict[str, float]:
+        if batchdata is None or engine.pair_key not in batchdata:
+            raise ValueError(f"Each batch must be a dict holding the paired tensor under {engine.pair_key!r}.")
+        reals = torch.as_tensor(batchdata[engine.pair_key]).to(engine.state.device, non_blocking=engine.non_blocking)
+        reals = reals.as_subclass(torch.Tensor) if hasattr(reals, "as_subclass") else reals
+        batch_size = reals.shape[0]
+        autocast = torch.autocast(device_type=engine.state.device.type, enabled=engine.amp)
+
+        engine.g_network.train()
+        engine.d_network.train()
+        for _ in range(engine.d_train_steps):
+            with torch.no_grad(), autocast:
+                fakes = engine.g_network(engine.sample_latents(batch_size))
+            with autocast:
+                real_logits = engine.d_network(reals)
+                fake_logits = engine.d_network(fakes.detach())
+                d_loss = engine.d_loss_function(real_logits.float(), fake_logits.float())
+            engine._check_finite("Discriminator loss", d_loss)
+            engine.d_optimizer.zero_grad(set_to_none=True)
+            engine.grad_scaler.scale(d_loss).backward()
+            engine.grad_scaler.step(engine.d_optimizer)
+            engine.grad_scaler.update()
+
+        with autocast:
+            fakes = engine.g_network(engine.sample_latents(batch_size))
+            g_logits = engine.d_network(fakes)
+            g_loss = engine.g_loss_function(g_logits.float())
+        engine._check_finite("Generator loss", g_loss)
+        engine.g_optimizer.zero_grad(set_to_none=True)
+        engine.grad_scaler.scale(g_loss).backward()
+        engine.grad_scaler.step(engine.g_optimizer)
+        engine.grad_scaler.update()
+
+        return {
+            "g_loss": g_loss.item(),
+            "d_loss": d_loss.item(),
+            "d_real": torch.sigmoid(real_logits.detach().float()).mean().item(),
+            "d_fake": torch.sigmoid(fake_logits.detach().float()).mean().item(),
+        }

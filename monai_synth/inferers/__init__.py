@@ -1,0 +1,13 @@
+"""Inferers (MONAI ``Inferer`` subclasses) and the paired-generation factory."""
+
+from __future__ import annotations
+
+from .paired_generation import (
+    PairedDatasetFactory,
+    PairedGenerationInferer,
+    SeedLatents,
+    load_generator,
+    sample_seed,
+)
+
+__all__ = ["PairedDatasetFactory", "PairedGenerationInferer", "SeedLatents", "load_generator", "sample_seed"]

@@ -1,0 +1,7 @@
+"""Adversarial losses and regularisers."""
+
+from __future__ import annotations
+
+from .adversarial import d_logistic_loss, g_nonsaturating_loss
+
+__all__ = ["d_logistic_loss", "g_nonsaturating_loss"]

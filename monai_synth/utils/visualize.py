@@ -1,0 +1,59 @@
+"""Pictures of image/mask pairs (sample grids, previews, report figures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["LABEL_PALETTE", "pair_grid"]
+
+#: RGB colour per label value (0 = background is never drawn); cycles past the end.
+LABEL_PALETTE = np.array(
+    [
+        [0, 0, 0],
+        [66, 135, 245],
+        [60, 200, 90],
+        [230, 60, 60],
+        [245, 210, 50],
+        [60, 220, 230],
+        [200, 90, 220],
+        [250, 140, 40],
+        [150, 150, 150],
+    ],
+    dtype=np.float32,
+)
+
+
+def _to_numpy(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().float().numpy()
+    return np.asarray(x)
+
+
+def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarray:
+    """Tile image/mask pairs as ``[image | image + coloured labels]`` cells.
+
+    Args:
+        images: ``(B, C, H, W)`` in [-1, 1]; the first channel is shown in grey.
+        labels: ``(B, 1, H, W)`` integer label maps.
+        columns: cells per row.
+        alpha: overlay opacity in [0, 1].
+
+    Returns:
+        ``(rows * H, columns * 2 * W, 3)`` uint8 RGB array (unused cells black).
+    """
+    images, labels = _to_numpy(images), _to_numpy(labels).astype(np.int64)
+    if images.ndim != 4 or labels.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[2:] != labels.shape[2:]:
+        raise ValueError(f"pair_grid expects images (B, C, H, W) and labels (B, 1, H, W), got {images.shape} and {labels.shape}.")
+    b, _, h, w = images.shape
+    columns = max(1, min(columns, b))
+    rows = -(-b // columns)
+    grid = np.zeros((rows * h, columns * 2 * w, 3), dtype=np.uint8)
+    for k in range(b):
+        grey = ((np.clip(images[k, 0], -1, 1) + 1) * 127.5)[..., None].repeat(3, axis=-1)
+        label = labels[k, 0]
+        colour = LABEL_PALETTE[label % len(LABEL_PALETTE)]
+        mixed = np.where(label[..., None] > 0, (1 - alpha) * grey + alpha * colour, grey)
+        r, c = divmod(k, columns)
+        grid[r * h : (r + 1) * h, c * 2 * w : (c + 1) * 2 * w] = np.round(np.concatenate([grey, mixed], axis=1)).astype(np.uint8)
+    return grid
