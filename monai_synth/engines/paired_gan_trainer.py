@@ -48,6 +48,10 @@ class PairedGANTrainer(Trainer):
         train_handlers: ignite handlers (checkpoints, sample grids, stats, MLflow) with ``attach``.
         amp: mixed precision (CUDA only; ignored on CPU, where training runs in float32).
         non_blocking: non-blocking host-to-device copies.
+        seed: seed of the trainer's own latent random generator. Its state is part of
+            :meth:`state_dict`, so a resumed run draws the same latents as an uninterrupted one.
+        g_loss_function: generator loss on fake logits (non-saturating by default).
+        d_loss_function: discriminator loss on (real logits, fake logits) (logistic by default).
 
     ``engine.state.output`` after each iteration: ``{"g_loss", "d_loss", "d_real", "d_fake"}`` floats,
     where ``d_real``/``d_fake`` are the mean discriminator probabilities on real and fake pairs.
@@ -72,6 +76,7 @@ class PairedGANTrainer(Trainer):
         non_blocking: bool = False,
         g_loss_function: Callable = g_nonsaturating_loss,
         d_loss_function: Callable = d_logistic_loss,
+        seed: int = 0,
     ) -> None:
         if latent_distribution not in ("uniform", "normal"):
             raise ValueError(f"latent_distribution must be 'uniform' or 'normal', got {latent_distribution!r}.")
@@ -100,12 +105,32 @@ class PairedGANTrainer(Trainer):
         self.g_loss_function = g_loss_function
         self.d_loss_function = d_loss_function
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        self.latent_generator = torch.Generator(device="cpu").manual_seed(int(seed))
 
     def sample_latents(self, num: int) -> torch.Tensor:
-        """``(num, latent_dim)`` latents on the training device from the global torch RNG."""
+        """``(num, latent_dim)`` latents from the trainer's own generator, moved to the training device."""
         if self.latent_distribution == "uniform":
-            return torch.rand(num, self.latent_dim, device=self.state.device) * 2.0 - 1.0
-        return torch.randn(num, self.latent_dim, device=self.state.device)
+            z = torch.rand(num, self.latent_dim, generator=self.latent_generator) * 2.0 - 1.0
+        else:
+            z = torch.randn(num, self.latent_dim, generator=self.latent_generator)
+        return z.to(self.state.device, non_blocking=self.non_blocking)
+
+    def state_dict(self) -> dict[str, Any]:
+        """ignite engine state (iteration, epoch, ...) plus the latent generator and AMP scaler states."""
+        state = dict(super().state_dict())
+        state["latent_rng"] = self.latent_generator.get_state()
+        state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        rng = state_dict.pop("latent_rng", None)
+        scaler = state_dict.pop("grad_scaler", None)
+        super().load_state_dict(state_dict)
+        if rng is not None:
+            self.latent_generator.set_state(rng)
+        if scaler:
+            self.grad_scaler.load_state_dict(scaler)
 
     def _check_finite(self, name: str, value: torch.Tensor) -> None:
         if not torch.isfinite(value).all():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .checkpoint import GANCheckpointHandler, config_differences, load_checkpoint
+from .pair_writer import GeneratedPairWriter
 from .progress import LossProgressBar, TrainingSummaryWriter
 from .sample_grid import PairedSampleGridSaver
 
 __all__ = [
     "GANCheckpointHandler",
+    "GeneratedPairWriter",
     "LossProgressBar",
     "PairedSampleGridSaver",
     "TrainingSummaryWriter",

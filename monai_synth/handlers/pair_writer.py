@@ -1,0 +1,55 @@
+"""Write the generated pairs an evaluator produces, named by their latent seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+
+from monai_synth.utils.io import save_nifti_atomic, save_png_atomic
+
+__all__ = ["GeneratedPairWriter"]
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+class GeneratedPairWriter:
+    """After each evaluator iteration, save every decoded pair as ``seed_XXXXXXXX_{image,label}.nii.gz``.
+
+    Expects ``engine.state.output`` to be decollated (a list of dicts, one per pair) holding the image
+    under ``image_key`` (``(C, H, W)`` in [-1, 1]) and the label map under ``label_key``
+    (``(1, H, W)``), and ``engine.state.batch`` the matching items with their ``seed``.
+
+    Args:
+        output_dir: folder of the pairs.
+        image_key: key of the decoded image.
+        label_key: key of the decoded label map.
+        save_png: also write 8-bit PNG previews.
+    """
+
+    def __init__(self, output_dir: str | Path, image_key: str = "gen_image", label_key: str = "gen_label", save_png: bool = False) -> None:
+        self.output_dir = Path(output_dir)
+        self.image_key = image_key
+        self.label_key = label_key
+        self.save_png = save_png
+        self.written: list[Path] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        outputs, batch = engine.state.output, engine.state.batch
+        if not isinstance(outputs, list) or not isinstance(batch, list):
+            raise ValueError("GeneratedPairWriter needs a decollating evaluator (decollate=True).")
+        for out, item in zip(outputs, batch):
+            name = f"seed_{int(_numpy(item['seed'])):08d}"
+            image, label = _numpy(out[self.image_key]).astype(np.float32), _numpy(out[self.label_key]).astype(np.uint8)
+            self.written.append(save_nifti_atomic(self.output_dir / f"{name}_image.nii.gz", image))
+            save_nifti_atomic(self.output_dir / f"{name}_label.nii.gz", label[0])
+            if self.save_png:
+                save_png_atomic(self.output_dir / f"{name}_image.png", np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8))
+                save_png_atomic(self.output_dir / f"{name}_label.png", label[0])

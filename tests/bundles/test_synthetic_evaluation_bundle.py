@@ -1,0 +1,75 @@
+"""The synthetic_evaluation bundle, started the way a user starts it: ``python -m monai.bundle ...`` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "synthetic_evaluation"
+SCHEMA = REPO / ".." / "shared" / "schemas" / "bundle_metadata_schema.json"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["OMP_NUM_THREADS"] = "1"  # tiny networks on a shared CPU
+    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
+    output_dir = tmp_path / "eval"
+    result = _run(
+        [
+            "run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
+            "--arms", "['real','synthetic','hybrid']", "--num_synthetic", "[4]",
+            "--max_epochs", "1", "--image_size", "32", "--phantom_samples", "10", "--phantom_generated_samples", "10",
+            "--compute_fid", "false", "--device", "cpu", "--output_dir", str(output_dir),
+            "--mlflow_tracking_uri", f"sqlite:///{output_dir}/mlflow.db",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    def _refuse(token: str):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    results = json.loads((output_dir / "results.json").read_text(), parse_constant=_refuse)
+    assert [a["name"] for a in results["arms"]] == ["real", "synthetic_n4", "hybrid_n4"]
+    assert results["config"]["max_epochs"] == 1 and results["config"]["image_size"] == 32
+    assert results["config"]["compute_fid"] is False and results["generative_metrics"] is None
+    assert results["statistics"]["test_R"]["dice"]["test"] == "friedman"
+    for arm in results["arms"]:
+        summary = arm["summary"]["test_R"]["dice"]
+        assert summary["n"] + summary["n_nan"] == arm["summary"]["test_R"]["num_cases"] > 0
+    report = (output_dir / "report.md").read_text()
+    assert "| real |" in report and "| hybrid_n4 |" in report and "Statistics on per-case Dice" in report
+    assert {"figures/score_vs_num_synthetic.png", "figures/boxplots_test_R.png", "figures/real_vs_synthetic_pairs.png"} <= set(results["figures"])
+    for figure in results["figures"]:
+        assert (output_dir / figure).read_bytes()[:8] == PNG_MAGIC
+    assert len(results["mlflow"]["run_ids"]) == 3 and (output_dir / "mlflow.db").is_file()
+
+
+def test_unknown_override_is_refused(tmp_path: Path) -> None:
+    result = _run(["run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"), "--max_epoch", "1", "--output_dir", str(tmp_path)], cwd=tmp_path)
+    assert result.returncode != 0 and "--max_epoch" in result.stdout + result.stderr
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_verify_metadata(tmp_path: Path) -> None:
+    if not SCHEMA.is_file():
+        pytest.skip(f"offline bundle schema {SCHEMA} is absent (verify_metadata would download it)")
+    result = _run(["verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA)], cwd=tmp_path)
+    assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+def test_bundle_files() -> None:
+    assert (BUNDLE / "LICENSE").read_text().lstrip().startswith("Apache License")
+    readme = (BUNDLE / "docs" / "README.md").read_text()
+    assert "python -m monai.bundle run --config_file bundles/synthetic_evaluation/configs/evaluate.json" in readme
