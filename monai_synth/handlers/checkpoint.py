@@ -130,15 +130,20 @@ class GANCheckpointHandler:
             )
 
     def load(self, engine: Engine) -> None:
-        if not (self.resume and self.path.is_file()):
+        if not self.path.is_file():
             return
+        if not self.resume:
+            raise FileExistsError(
+                f"{self.path} already holds a training run and resume is false: refusing to overwrite it. "
+                "Set resume to true to continue it, or choose another output folder."
+            )
         checkpoint = load_checkpoint(self.path)
         differences = config_differences(checkpoint.get("config", {}), self.config)
         if differences:
             raise ValueError(
                 f"Cannot resume from {self.path}: it was made with another configuration ("
                 + "; ".join(differences[:8])
-                + "). Use a new output folder, or set resume to false to start over in another folder."
+                + "). Use another output folder for the new configuration."
             )
         missing = [name for name in self.save_dict if name not in checkpoint["states"]]
         if missing:

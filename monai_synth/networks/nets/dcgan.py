@@ -23,6 +23,8 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from monai_synth.networks.blocks import MinibatchStdDev
+
 __all__ = [
     "MIN_FEATURE_SIZE",
     "PairedDCGANGenerator",
@@ -308,6 +310,9 @@ class PairedDCGANDiscriminator(nn.Module):
             ``out_channels``).
         channels: feature maps from the input layer down ((128, 128, 256, 512, 512) in the paper).
         kernel_size: odd convolution kernel size (5 in the paper).
+        minibatch_std: group size of a minibatch standard deviation layer (``MinibatchStdDev``) before the
+            logit, or 0 for none (the paper). Not in Neff et al.; it lets the discriminator see how varied a
+            batch is and so counters the mode collapse small DCGANs are prone to.
 
     Raises:
         ValueError: invalid ``image_size`` / ``channels`` / ``kernel_size`` combination or ``in_channels < 1``.
@@ -319,10 +324,13 @@ class PairedDCGANDiscriminator(nn.Module):
         in_channels: int = 2,
         channels: Sequence[int] = (128, 128, 256, 512, 512),
         kernel_size: int = 5,
+        minibatch_std: int = 0,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
         channels = _check_architecture(owner, image_size, channels, kernel_size)
+        if isinstance(minibatch_std, bool) or int(minibatch_std) != minibatch_std or minibatch_std < 0:
+            raise ValueError(f"{owner}: minibatch_std must be an integer >= 0 (0 = off), got {minibatch_std!r}.")
         if isinstance(in_channels, bool) or int(in_channels) != in_channels or in_channels < 1:
             raise ValueError(f"{owner}: in_channels must be an integer >= 1, got {in_channels!r}.")
         self.image_size = int(image_size)
@@ -335,6 +343,7 @@ class PairedDCGANDiscriminator(nn.Module):
             "in_channels": self.in_channels,
             "channels": list(channels),
             "kernel_size": self.kernel_size,
+            "minibatch_std": int(minibatch_std),
         }
 
         self.features = nn.Sequential(
@@ -352,7 +361,9 @@ class PairedDCGANDiscriminator(nn.Module):
                 for i, (c_in, c_out) in enumerate(zip((self.in_channels, *channels[:-1]), channels, strict=False))
             )
         )
-        self.to_logit = nn.Linear(channels[-1] * self.final_size**2, 1)
+        self.batch_stats = MinibatchStdDev(int(minibatch_std)) if minibatch_std else nn.Identity()
+        stats_channels = 1 if minibatch_std else 0
+        self.to_logit = nn.Linear((channels[-1] + stats_channels) * self.final_size**2, 1)
         init_dcgan_weights(self)
 
     def get_config(self) -> dict[str, Any]:
@@ -384,4 +395,4 @@ class PairedDCGANDiscriminator(nn.Module):
                 f"{owner}: input is {tuple(x.shape[2:])} but image_size={self.image_size}; resize the data or set "
                 "image_size to match."
             )
-        return self.to_logit(self.features(x).flatten(1))
+        return self.to_logit(self.batch_stats(self.features(x)).flatten(1))
