@@ -198,7 +198,7 @@ class PairedSliceDataset(Dataset):
                 PairedCropResized(keys=("image", "label"), spatial_size=image_size),
             ]
         )
-        items = [self._as_plain(preprocess(item)) for item in raw]
+        items = [self._preprocess(preprocess, item) for item in raw]
         found_classes = int(max(int(item["label"].max()) for item in items)) + 1
         if num_classes is None:
             num_classes = max(found_classes, len(label_names) if label_names else 0, 2)
@@ -260,6 +260,17 @@ class PairedSliceDataset(Dataset):
                     f"Images have different channel counts: {_first(first.get('image_path', first.get('case_id')))} has "
                     f"{first['image'].shape[0]}, {_first(item.get('image_path', item.get('case_id')))} has {item['image'].shape[0]}."
                 )
+
+    @staticmethod
+    def _preprocess(preprocess: Callable, item: dict) -> dict:
+        try:
+            return PairedSliceDataset._as_plain(preprocess(item))
+        except Exception as e:
+            # MONAI's Compose wraps the real error in "applying transform ..."; name the pair instead
+            cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else e
+            where = item.get("label_path") or item.get("image_path") or item.get("case_id")
+            index = f" (slice {item['slice_index']})" if item.get("slice_index") is not None else ""
+            raise ValueError(f"{_first(where)}{index}: {cause}") from e
 
     @staticmethod
     def _as_plain(item: dict) -> dict:

@@ -87,8 +87,9 @@ def check_overrides(settings: dict[str, Any], argv: Sequence[str] | None = None)
         )
     for key, value in overrides.items():
         if key in settings and not _compatible(settings[key], value):
+            hint = " (write True or False)" if isinstance(settings[key], bool) else ""
             raise ValueError(
-                f"--{key} expects a value like {settings[key]!r} ({type(settings[key]).__name__}), got {value!r}."
+                f"--{key} expects a value like {settings[key]!r} ({type(settings[key]).__name__}), got {value!r}{hint}."
             )
     return True
 

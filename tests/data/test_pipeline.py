@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_synth.data import PairedSliceDataset
+from monai_synth.transforms import EncodePairedd
+
+
+def _png_folder(root: Path, masks: dict[str, np.ndarray], size: int = 40) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for name, mask in masks.items():
+        Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(root / "images" / f"{name}.png")
+        Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"{name}.png")
+    return root
+
+
+def _disc(size: int = 40, radius: int = 10, value: int = 255) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    return np.where((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2, value, 0)
+
+
+def test_phantom_items_are_scaled_resized_and_encodable() -> None:
+    ds = PairedSliceDataset(None, image_size=32, phantom_samples=3)
+    assert len(ds) == 3 and ds.num_classes == 6 and ds.image_channels == 1 and ds.pair_channels == 7
+    item = ds[0]
+    assert item["image"].shape == (1, 32, 32) and item["label"].shape == (1, 32, 32)
+    assert item["image"].min() >= -1 and item["image"].max() <= 1
+    assert set(np.unique(item["label"])) <= set(range(6)) and len(np.unique(item["label"])) >= 4
+    pair = EncodePairedd(num_classes=ds.num_classes)(dict(item))["pair"]
+    assert tuple(pair.shape) == (7, 32, 32)
+    assert ds.summary["label_names"]["1"] == "left_lung"
+    binary = PairedSliceDataset(None, image_size=32, phantom_samples=2, phantom_binary=True)
+    assert binary.num_classes == 2 and binary.pair_channels == 2
+
+
+def test_anti_aliased_png_masks_are_binarised_with_a_warning(tmp_path: Path, caplog) -> None:
+    mask = _disc()
+    mask[20, 9] = 128  # an anti-aliased edge value
+    root = _png_folder(tmp_path, {"a": mask, "b": _disc(radius=8)})
+    with caplog.at_level("WARNING"):
+        ds = PairedSliceDataset(root, image_size=32)
+    assert "anti-aliased" in caplog.text
+    assert ds.num_classes == 2 and ds.summary["mask_rule"]["threshold"] == 127
+    assert set(np.unique(ds[0]["label"])) == {0, 1}
+
+
+def test_odd_mask_values_without_a_rule_are_refused(tmp_path: Path) -> None:
+    root = _png_folder(tmp_path, {"a": _disc(value=7), "b": _disc(value=3)})
+    ds = PairedSliceDataset(root, image_size=32, mask_mapping={0: 0, 3: 1, 7: 2})
+    assert ds.num_classes == 3
+    with pytest.raises(ValueError, match=r"a\.png.*7"):
+        PairedSliceDataset(root, image_size=32, mask_mapping={0: 0, 3: 1})  # 7 not mapped
+
+
+def test_mismatched_image_and_mask_shapes_name_the_file(tmp_path: Path) -> None:
+    root = _png_folder(tmp_path, {"a": _disc(), "b": _disc()})
+    Image.fromarray(_disc(size=30).astype(np.uint8)).save(root / "masks" / "b.png")
+    with pytest.raises(ValueError, match="b.png"):
+        PairedSliceDataset(root, image_size=32)
+
+
+def test_empty_and_missing_folders_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        PairedSliceDataset(tmp_path / "nowhere", image_size=32)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(ValueError, match=str(tmp_path.name)):
+        PairedSliceDataset(tmp_path, image_size=32)
+
+
+def test_volumes_become_slices_keeping_chosen_labels(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    image = np.random.default_rng(0).normal(size=(24, 24, 6)).astype(np.float32)
+    label = np.zeros((24, 24, 6), dtype=np.uint8)
+    label[8:16, 8:16, 2:4] = 1
+    label[10:14, 10:14, 3] = 2
+    nib.save(nib.Nifti1Image(image, np.eye(4)), tmp_path / "images" / "vol.nii.gz")
+    nib.save(nib.Nifti1Image(label, np.eye(4)), tmp_path / "labels" / "vol.nii.gz")
+    ds = PairedSliceDataset(tmp_path, image_size=16, keep_labels=[1, 2])
+    assert len(ds) == 2 and ds.num_classes == 3
+    assert {item["case_id"] for item in ds.data} == {"vol"}
+    assert all(item["image"].shape == (1, 16, 16) for item in ds.data)
+
+
+@pytest.mark.shared_data
+def test_shenzhen_loads_as_binary_lung_pairs(shared_data: Path) -> None:
+    ds = PairedSliceDataset(shared_data / "cxr_shenzhen", image_size=64, max_items=4)
+    assert len(ds) == 4 and ds.num_classes == 2 and ds.image_channels == 1
+    lung_fraction = np.mean([np.mean(item["label"] == 1) for item in ds.data])
+    assert 0.1 < lung_fraction < 0.6  # lungs fill a good part of a chest X-ray, never all of it
+
+
+@pytest.mark.shared_data
+def test_hippocampus_volumes_slice_to_three_classes(shared_data: Path, tmp_path: Path) -> None:
+    root = shared_data / "msd_hippocampus"
+    ds = PairedSliceDataset(root, image_size=32, keep_labels=[1, 2], max_items=20, cache_dir=tmp_path)
+    assert ds.num_classes == 3 and len(ds) == 20
+    assert all(np.isin(item["label"], [1, 2]).any() for item in ds.data)
