@@ -175,3 +175,20 @@ def test_trains_on_shenzhen_as_is(shared_data: Path, tmp_path: Path) -> None:
     exported = torch.load(out / "generator.pt", weights_only=True)
     assert exported["config"]["data"]["num_classes"] == 2  # anti-aliased 0..255 masks binarised to lung / background
     assert exported["config"]["generator"]["out_channels"] == 2  # grayscale image + one binary mask channel
+
+
+@pytest.mark.slow
+def test_quickstart_main_job_as_in_the_readme(tmp_path: Path) -> None:
+    """The README's quick-start, unchanged except for the output folder (about 5 minutes on 2 CPU cores)."""
+    out = tmp_path / "quickstart"
+    config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'quickstart.json'}']"
+    _ok(_bundle(["run", "--config_file", config, "--output_dir", str(out)], cwd=REPO, timeout=1800))
+    assert (out / "samples" / "latest.png").read_bytes()[:8] == PNG_MAGIC
+    assert json.loads((out / "summary.json").read_text())["iterations_total"] == 600
+    manifest = json.loads((out / "generated" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 128
+    assert manifest["summary"]["duplicate_rate"] < 0.5  # a fully collapsed generator would fail this
+    items = load_decathlon_datalist(str(out / "generated" / "datalist.json"), data_list_key="training", base_dir=str(out / "generated"))
+    assert len(items) == manifest["summary"]["num_kept"]
+    labels = np.stack([nib.load(item["label"]).get_fdata() for item in items[:16]])
+    assert set(np.unique(labels)) == set(range(6))  # every organ appears among the generated masks

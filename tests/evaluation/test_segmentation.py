@@ -18,15 +18,6 @@ from monai_synth.evaluation.segmentation import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks on a shared CPU: one thread avoids OpenMP oversubscription (10x slower when loaded)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _square(size: int = 16, top: int = 4, left: int = 4, height: int = 8, width: int = 8, value: int = 1) -> torch.Tensor:
     mask = torch.zeros(1, 1, size, size, dtype=torch.long)
     mask[..., top : top + height, left : left + width] = value

@@ -20,15 +20,6 @@ from monai_synth.evaluation.study import (
 from monai_synth.utils.io import read_json, save_nifti_atomic, write_json_atomic
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks on a shared CPU: one thread avoids OpenMP oversubscription (10x slower when loaded)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 TINY = {"image_size": 32, "max_epochs": 1, "batch_size": 4, "compute_fid": False, "figures": False, "device": "cpu"}
 
 
