@@ -79,11 +79,20 @@ def generate_rate(size: int, num_samples: int, batch_size: int, workdir: Path) -
     config = {
         "generator_class": "monai_synth.networks.nets.PairedDCGANGenerator",
         "generator": gen.get_config(),
-        "data": {"image_size": size, "image_channels": 1, "num_classes": NUM_CLASSES, "components_per_class": [1] * NUM_CLASSES},
+        "data": {
+            "image_size": size,
+            "image_channels": 1,
+            "num_classes": NUM_CLASSES,
+            "components_per_class": [1] * NUM_CLASSES,
+        },
     }
     torch_save_atomic({"state_dict": gen.state_dict(), "config": config, "iteration": 0}, generator_path)
     factory = PairedDatasetFactory(
-        generator_path, workdir / f"out_{size}_{batch_size}", num_samples=num_samples, batch_size=batch_size, shard_size=num_samples
+        generator_path,
+        workdir / f"out_{size}_{batch_size}",
+        num_samples=num_samples,
+        batch_size=batch_size,
+        shard_size=num_samples,
     )
     start = time.perf_counter()
     factory.run()
@@ -100,7 +109,11 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    results: dict[str, object] = {"benchmark": "paired_dcgan", "device": "cpu", "torch_threads": torch.get_num_threads()}
+    results: dict[str, object] = {
+        "benchmark": "paired_dcgan",
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             train = train_rate(size, args.train_batch_size, args.train_iterations)

@@ -51,7 +51,9 @@ def _measure(image_size: int, args: argparse.Namespace, folder: str) -> dict[str
             "train_pairs": num_train,
             "train_seconds": round(fold["train_seconds"], 3),
             "eval_seconds": round(fold["eval_seconds"], 3),
-            "train_ms_per_image_epoch": round(1000 * fold["train_seconds"] / (num_train * fold["training"]["epochs_run"]), 3),
+            "train_ms_per_image_epoch": round(
+                1000 * fold["train_seconds"] / (num_train * fold["training"]["epochs_run"]), 3
+            ),
             "num_test_cases": sum(len(cases) for cases in arm["cases"].values()),
         }
     return out
@@ -61,7 +63,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--real", type=int, default=30, help="real phantom slices (70/10/20 split)")
-    parser.add_argument("--synthetic", type=int, default=20, help="generated training pairs of the synthetic/hybrid arms")
+    parser.add_argument(
+        "--synthetic", type=int, default=20, help="generated training pairs of the synthetic/hybrid arms"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

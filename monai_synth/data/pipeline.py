@@ -166,7 +166,15 @@ class PairedSliceDataset(Dataset):
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
         raw, source, label_names = self._load_raw(
-            dataset_dir, datalist_key, slice_axis, keep_labels, cache_dir, phantom_samples, phantom_binary, seed, image_size
+            dataset_dir,
+            datalist_key,
+            slice_axis,
+            keep_labels,
+            cache_dir,
+            phantom_samples,
+            phantom_binary,
+            seed,
+            image_size,
         )
         if max_items is not None:
             raw = raw[: int(max_items)]
@@ -188,7 +196,11 @@ class PairedSliceDataset(Dataset):
                     source,
                     mask_rule["threshold"],
                 )
-        intensity_rule = auto_intensity([x["image"] for x in raw], [_first(x.get("image_path", "")) for x in raw]) if intensity == "auto" else dict(intensity)
+        intensity_rule = (
+            auto_intensity([x["image"] for x in raw], [_first(x.get("image_path", "")) for x in raw])
+            if intensity == "auto"
+            else dict(intensity)
+        )
 
         preprocess = Compose(
             [
@@ -213,7 +225,9 @@ class PairedSliceDataset(Dataset):
         self.image_channels = int(items[0]["image"].shape[0])
         self.pair_channels = self.image_channels + mask_channels(self.num_classes)
         self.image_size = image_size
-        self.label_names = label_names or {i: ("background" if i == 0 else f"label_{i}") for i in range(self.num_classes)}
+        self.label_names = label_names or {
+            i: ("background" if i == 0 else f"label_{i}") for i in range(self.num_classes)
+        }
         counts = np.bincount(np.concatenate([item["label"].ravel() for item in items]), minlength=self.num_classes)
         self.summary = {
             "source": str(source),
@@ -232,16 +246,24 @@ class PairedSliceDataset(Dataset):
         }
 
     @staticmethod
-    def _load_raw(dataset_dir, key, slice_axis, keep_labels, cache_dir, phantom_samples, phantom_binary, seed, image_size):
+    def _load_raw(
+        dataset_dir, key, slice_axis, keep_labels, cache_dir, phantom_samples, phantom_binary, seed, image_size
+    ):
         if dataset_dir is None or str(dataset_dir) in ("", "None", "phantom"):
             if phantom_samples < 1:
                 raise ValueError(f"phantom_samples must be >= 1, got {phantom_samples}.")
             items = []
             for i in range(phantom_samples):
-                image, label = generate_phantom(seed + i, image_size=max(32, min(512, image_size)), binary=phantom_binary)
+                image, label = generate_phantom(
+                    seed + i, image_size=max(32, min(512, image_size)), binary=phantom_binary
+                )
                 items.append({"image": image, "label": label, "case_id": f"phantom_{seed + i:05d}", "seed": seed + i})
             names = PHANTOM_BINARY_LABELS if phantom_binary else PHANTOM_LABELS
-            return items, f"phantom(samples={phantom_samples}, seed={seed}, binary={phantom_binary})", {v: k for k, v in names.items()}
+            return (
+                items,
+                f"phantom(samples={phantom_samples}, seed={seed}, binary={phantom_binary})",
+                {v: k for k, v in names.items()},
+            )
         source = Path(dataset_dir)
         if not source.exists():
             raise FileNotFoundError(f"dataset_dir {source} does not exist.")

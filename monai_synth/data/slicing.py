@@ -90,9 +90,7 @@ def _integer_labels(label: np.ndarray, path: str) -> np.ndarray:
     return label.astype(dtype)
 
 
-def load_paired_arrays(
-    image: str | Sequence[str], label: str | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+def load_paired_arrays(image: str | Sequence[str], label: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Load an image (one file, or one file per modality) and its mask as channel-first arrays.
 
     Args:

@@ -26,7 +26,15 @@ from .segmentation import (
     train_segmentation_network,
 )
 from .statistics import MeanStd, format_statistics_table, friedman_nemenyi, mean_std, paired_wilcoxon
-from .study import ARM_KINDS, ArmSpec, SyntheticEvaluationStudy, compare_arms, log_study_to_mlflow, plan_arms, summarize_cases
+from .study import (
+    ARM_KINDS,
+    ArmSpec,
+    SyntheticEvaluationStudy,
+    compare_arms,
+    log_study_to_mlflow,
+    plan_arms,
+    summarize_cases,
+)
 
 __all__ = [
     # study

@@ -163,7 +163,9 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
     split_text = ", ".join(
         f"fold {i}: {len(s['training'])}/{len(s['validation'])}/{len(s['test'])}" for i, s in enumerate(splits)
     )
-    lines.append(f"Real cases train/validation/test ({'single split' if len(splits) == 1 else f'{len(splits)}-fold'}): {split_text}.")
+    lines.append(
+        f"Real cases train/validation/test ({'single split' if len(splits) == 1 else f'{len(splits)}-fold'}): {split_text}."
+    )
     for name, gen in (data.get("generated") or {}).items():
         lines.append(
             f"Generated set `{name}`: `{gen['source']}`: {gen['summary']['num_items']} pair(s), {gen['num_pool']} for training, "
@@ -184,8 +186,13 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
         if not arms:
             continue
         first = arms[0]["summary"][test_name]
-        lines += [f"## {_test_set_title(test_name, results)} ({first['num_cases']} case evaluations, {first['num_folds']} fold(s))", ""]
-        lines.append("| arm | training pairs (real + generated) | Dice | HD (px) | HD95 (px) | mIoU | best epoch | train time (s) |")
+        lines += [
+            f"## {_test_set_title(test_name, results)} ({first['num_cases']} case evaluations, {first['num_folds']} fold(s))",
+            "",
+        ]
+        lines.append(
+            "| arm | training pairs (real + generated) | Dice | HD (px) | HD95 (px) | mIoU | best epoch | train time (s) |"
+        )
         lines.append("|---|---|---|---|---|---|---|---|")
         for arm in arms:
             summary = arm["summary"][test_name]
@@ -200,9 +207,17 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
             lines += ["", "Mean ± std over fold means:", "", "| arm | Dice | HD95 (px) |", "|---|---|---|"]
             for arm in arms:
                 summary = arm["summary"][test_name]
-                lines.append(f"| {arm['name']} | {_mean_std(summary['dice']['over_folds'], 3)} | {_mean_std(summary['hd95']['over_folds'], 2)} |")
+                lines.append(
+                    f"| {arm['name']} | {_mean_std(summary['dice']['over_folds'], 3)} | {_mean_std(summary['hd95']['over_folds'], 2)} |"
+                )
         if len(class_names) > 1:
-            lines += ["", "Dice per class:", "", "| arm | " + " | ".join(class_names) + " |", "|---" * (len(class_names) + 1) + "|"]
+            lines += [
+                "",
+                "Dice per class:",
+                "",
+                "| arm | " + " | ".join(class_names) + " |",
+                "|---" * (len(class_names) + 1) + "|",
+            ]
             for arm in arms:
                 per_class = arm["summary"][test_name]["dice_per_class"]
                 lines.append(f"| {arm['name']} | " + " | ".join(_mean_std(per_class[c], 3) for c in class_names) + " |")
@@ -218,7 +233,10 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
     generative = results.get("generative_metrics")
     if generative:
         lines += ["## Generative metrics (FID / KID against all real images)", ""]
-        lines += ["| generated set | real images | generated images | FID | KID (mean ± std) |", "|---|---|---|---|---|"]
+        lines += [
+            "| generated set | real images | generated images | FID | KID (mean ± std) |",
+            "|---|---|---|---|---|",
+        ]
         for name, g in generative.items():
             lines.append(
                 f"| {name} | {g['n_real']} | {g['n_fake']} | {_number(g['fid'], 3)} | "
@@ -239,7 +257,10 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
 
     timings = results.get("wall_time_seconds", {})
     lines += ["## Wall time", ""]
-    lines += ["| arm | fold | epochs run | best epoch | best val Dice | train (s) | evaluation (s) |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "| arm | fold | epochs run | best epoch | best val Dice | train (s) | evaluation (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm in results["arms"]:
         for f in arm["folds"]:
             t = f["training"]
@@ -260,7 +281,9 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
     ]
     if results.get("mlflow"):
-        lines.append(f"MLflow: experiment `{results['mlflow']['experiment']}` at `{results['mlflow']['tracking_uri']}`.")
+        lines.append(
+            f"MLflow: experiment `{results['mlflow']['experiment']}` at `{results['mlflow']['tracking_uri']}`."
+        )
     if figure_paths:
         lines += ["", "## Figures", ""]
         lines += [f"![{Path(p).stem}]({Path(p).as_posix()})" for p in figure_paths]
@@ -288,7 +311,9 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
 
 
-def plot_score_vs_num_synthetic(results: Mapping[str, Any], path: str | os.PathLike, score: str = "dice", test_set: str = "test_R") -> Path | None:
+def plot_score_vs_num_synthetic(
+    results: Mapping[str, Any], path: str | os.PathLike, score: str = "dice", test_set: str = "test_R"
+) -> Path | None:
     """Line plot of ``score`` (mean ± std over cases) against the number of generated training pairs.
 
     Returns:
@@ -319,7 +344,7 @@ def plot_score_vs_num_synthetic(results: Mapping[str, Any], path: str | os.PathL
         y = [np.nan if p[1] is None else p[1] for p in points]
         err = [0.0 if p[2] is None or not math.isfinite(p[2]) else p[2] for p in points]
         axes.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
-    for k, (name, mean, std) in enumerate(baselines):
+    for k, (name, mean, _std) in enumerate(baselines):
         if mean is not None and math.isfinite(mean):
             axes.axhline(mean, linestyle="--", color=f"C{len(series) + k}", label=f"{name} ({mean:.3f})")
     all_x = [p[0] for points in series.values() for p in points]
@@ -332,7 +357,12 @@ def plot_score_vs_num_synthetic(results: Mapping[str, Any], path: str | os.PathL
     return _save_figure(figure, Path(path))
 
 
-def plot_arm_boxplots(results: Mapping[str, Any], path: str | os.PathLike, test_set: str = "test_R", scores: Sequence[str] = ("dice", "hd95")) -> Path:
+def plot_arm_boxplots(
+    results: Mapping[str, Any],
+    path: str | os.PathLike,
+    test_set: str = "test_R",
+    scores: Sequence[str] = ("dice", "hd95"),
+) -> Path:
     """Box plots of the per-case scores of every arm (finite values; counts of left-out ones in the labels).
 
     Raises:
@@ -358,7 +388,9 @@ def plot_arm_boxplots(results: Mapping[str, Any], path: str | os.PathLike, test_
     return _save_figure(figure, Path(path))
 
 
-def plot_real_vs_synthetic(samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, columns: int = 4) -> Path:
+def plot_real_vs_synthetic(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, columns: int = 4
+) -> Path:
     """Grids of image/mask pairs, one panel per set (``"real"`` and every generated set).
 
     Args:
@@ -412,7 +444,9 @@ def write_report(
         folder = output_dir / "figures"
         drawn = {"score_vs_num_synthetic": plot_score_vs_num_synthetic(results, folder / "score_vs_num_synthetic.png")}
         for test_set in results["test_sets"]:
-            drawn[f"boxplots_{test_set}"] = plot_arm_boxplots(results, folder / f"boxplots_{test_set.replace(':', '_')}.png", test_set)
+            drawn[f"boxplots_{test_set}"] = plot_arm_boxplots(
+                results, folder / f"boxplots_{test_set.replace(':', '_')}.png", test_set
+            )
         if samples:
             drawn["real_vs_synthetic_pairs"] = plot_real_vs_synthetic(samples, folder / "real_vs_synthetic_pairs.png")
         for name, path in drawn.items():

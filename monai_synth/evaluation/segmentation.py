@@ -107,7 +107,9 @@ def build_network(
     try:
         return network_class(**arguments)
     except (TypeError, ValueError, AssertionError) as e:
-        raise ValueError(f"Could not build network {name} with arguments {arguments}: {e}. Fix `network_kwargs`.") from e
+        raise ValueError(
+            f"Could not build network {name} with arguments {arguments}: {e}. Fix `network_kwargs`."
+        ) from e
 
 
 def standard_augmentation(
@@ -148,7 +150,14 @@ def standard_augmentation(
             RandFlipd(keys=keys, prob=flip_prob, spatial_axis=flip_axis),
             RandRotated(keys=keys, range_x=math.radians(rotate_degrees), prob=prob, mode=modes, padding_mode="zeros"),
             RandAffined(keys=keys, translate_range=(shift, shift), prob=prob, mode=modes, padding_mode="zeros"),
-            RandZoomd(keys=keys, min_zoom=zoom_range[0], max_zoom=zoom_range[1], prob=prob, mode=("bilinear", "nearest"), padding_mode="constant"),
+            RandZoomd(
+                keys=keys,
+                min_zoom=zoom_range[0],
+                max_zoom=zoom_range[1],
+                prob=prob,
+                mode=("bilinear", "nearest"),
+                padding_mode="constant",
+            ),
         ]
     )
 
@@ -200,7 +209,10 @@ def segmentation_scores(
             "hd": HausdorffDistanceMetric(include_background=False, percentile=None, reduction="none")(y_pred, y),
             "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(y_pred, y),
         }
-    return {k: v.detach().cpu().numpy().astype(np.float64).reshape(prediction.shape[0], num_classes - 1) for k, v in scores.items()}
+    return {
+        k: v.detach().cpu().numpy().astype(np.float64).reshape(prediction.shape[0], num_classes - 1)
+        for k, v in scores.items()
+    }
 
 
 def class_mean(values: np.ndarray) -> np.ndarray:
@@ -332,12 +344,26 @@ class _EpochLoss:
         self.result.train_loss.append(float(np.mean(self.losses)) if self.losses else math.nan)
         self.result.epochs_run = int(engine.state.epoch)
         self.losses = []
-        logger.debug("%s epoch %d/%d loss %.4f", self.log_prefix, engine.state.epoch, engine.state.max_epochs, self.result.train_loss[-1])
+        logger.debug(
+            "%s epoch %d/%d loss %.4f",
+            self.log_prefix,
+            engine.state.epoch,
+            engine.state.max_epochs,
+            self.result.train_loss[-1],
+        )
 
 
-def _loader(items: Sequence[Mapping[str, Any]], transform: Callable | None, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(
+    items: Sequence[Mapping[str, Any]], transform: Callable | None, batch_size: int, shuffle: bool, seed: int
+) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(Dataset(list(items), transform=transform), batch_size=batch_size, shuffle=shuffle, num_workers=0, generator=generator)
+    return DataLoader(
+        Dataset(list(items), transform=transform),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=0,
+        generator=generator,
+    )
 
 
 def train_segmentation_network(
@@ -396,7 +422,12 @@ def train_segmentation_network(
         raise ValueError(f"{log_prefix}: no training items.")
     if loss not in LOSSES:
         raise ValueError(f"loss={loss!r} is not supported; choose one of {LOSSES}.")
-    if int(max_epochs) < 1 or int(val_interval) < 1 or int(batch_size) < 1 or (epoch_length is not None and int(epoch_length) < 1):
+    if (
+        int(max_epochs) < 1
+        or int(val_interval) < 1
+        or int(batch_size) < 1
+        or (epoch_length is not None and int(epoch_length) < 1)
+    ):
         raise ValueError(
             f"max_epochs, val_interval, batch_size and epoch_length must be >= 1, got {max_epochs}, {val_interval}, "
             f"{batch_size}, {epoch_length}."
@@ -435,14 +466,18 @@ def train_segmentation_network(
                 ]
             ),
             key_val_metric={
-                metric_name: MeanDice(include_background=False, output_transform=from_engine([CommonKeys.PRED, CommonKeys.LABEL]))
+                metric_name: MeanDice(
+                    include_background=False, output_transform=from_engine([CommonKeys.PRED, CommonKeys.LABEL])
+                )
             },
             amp=bool(amp) and device.type == "cuda",
         )
         keep_best = _KeepBestWeights(network, metric_name, result)
         keep_best.attach(evaluator)
         if patience:
-            EarlyStopHandler(patience=int(patience), score_function=stopping_fn_from_metric(metric_name), trainer=trainer).attach(evaluator)
+            EarlyStopHandler(
+                patience=int(patience), score_function=stopping_fn_from_metric(metric_name), trainer=trainer
+            ).attach(evaluator)
         ValidationHandler(interval=int(val_interval), validator=evaluator, epoch_level=True).attach(trainer)
 
     start = time.perf_counter()

@@ -179,8 +179,7 @@ def friedman_nemenyi(
             "p_value": wilcoxon["p_value"],
             "posthoc": None,
             "critical_difference": None,
-            "note": f"2 methods: Friedman needs >= 3, paired Wilcoxon signed-rank test used instead. {wilcoxon['note']}"
-            .strip(),
+            "note": f"2 methods: Friedman needs >= 3, paired Wilcoxon signed-rank test used instead. {wilcoxon['note']}".strip(),
         }
         # the Wilcoxon test is itself the pairwise test: take its direction (signed ranks), not mean ranks
         opposite = {BETTER: WORSE, WORSE: BETTER, NO_DIFFERENCE: NO_DIFFERENCE}
@@ -224,8 +223,7 @@ def friedman_nemenyi(
                 outcome[a][b] = direction
 
     score = {
-        a: sum(d == BETTER for d in outcome[a].values()) - sum(d == WORSE for d in outcome[a].values())
-        for a in methods
+        a: sum(d == BETTER for d in outcome[a].values()) - sum(d == WORSE for d in outcome[a].values()) for a in methods
     }
     result.update(
         alpha=alpha,

@@ -272,7 +272,9 @@ def compare_arms(
     scores = {arm: [values[c] for c in kept] for arm, values in per_arm.items()}
     result = friedman_nemenyi(scores, higher_is_better=HIGHER_IS_BETTER[score], alpha=alpha)
     if base["dropped_cases"]:
-        result["note"] = (result.get("note", "") + f" {base['dropped_cases']} case(s) with undefined {score} dropped.").strip()
+        result["note"] = (
+            result.get("note", "") + f" {base['dropped_cases']} case(s) with undefined {score} dropped."
+        ).strip()
     return {**result, **base}
 
 
@@ -283,7 +285,9 @@ def _metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\- /]+", "_", text)
 
 
-def log_study_to_mlflow(results: Mapping[str, Any], tracking_uri: str, experiment_name: str = "synthetic_evaluation") -> list[str]:
+def log_study_to_mlflow(
+    results: Mapping[str, Any], tracking_uri: str, experiment_name: str = "synthetic_evaluation"
+) -> list[str]:
     """Log every arm of a study as one MLflow run: parameters, summary metrics, learning curves.
 
     Uses an explicit :class:`mlflow.tracking.MlflowClient`, so the process-wide tracking URI is left
@@ -313,12 +317,27 @@ def log_study_to_mlflow(results: Mapping[str, Any], tracking_uri: str, experimen
     experiment = client.get_experiment_by_name(experiment_name)
     experiment_id = experiment.experiment_id if experiment is not None else client.create_experiment(experiment_name)
     config = results["config"]
-    shared = {k: config[k] for k in ("network", "max_epochs", "image_size", "learning_rate", "batch_size", "loss", "folds", "seed", "patience")}
+    shared = {
+        k: config[k]
+        for k in (
+            "network",
+            "max_epochs",
+            "image_size",
+            "learning_rate",
+            "batch_size",
+            "loss",
+            "folds",
+            "seed",
+            "patience",
+        )
+    }
     shared["real_dataset"] = results["data"]["real"]["source"]
     run_ids = []
     now = int(time.time() * 1000)
     for arm in results["arms"]:
-        run = client.create_run(experiment_id, run_name=arm["name"], tags={"monai_synth.study": str(results["output_dir"])})
+        run = client.create_run(
+            experiment_id, run_name=arm["name"], tags={"monai_synth.study": str(results["output_dir"])}
+        )
         params = {
             **shared,
             "arm": arm["name"],
@@ -400,7 +419,16 @@ def _versions() -> dict[str, str]:
     import monai_synth
 
     versions = {"python": platform.python_version(), "monai_synth": monai_synth.__version__}
-    for distribution in ("torch", "monai", "pytorch-ignite", "numpy", "scipy", "scikit-posthocs", "mlflow", "matplotlib"):
+    for distribution in (
+        "torch",
+        "monai",
+        "pytorch-ignite",
+        "numpy",
+        "scipy",
+        "scikit-posthocs",
+        "mlflow",
+        "matplotlib",
+    ):
         try:
             versions[distribution] = metadata.version(distribution)
         except metadata.PackageNotFoundError:
@@ -533,11 +561,17 @@ class SyntheticEvaluationStudy:
         self.synthetic_datalists = [str(p) for p in _as_list(synthetic_datalist)]
         self.arm_kinds = [str(a).strip().lower() for a in _as_list(arms)]
         self.num_synthetic = [_as_int(n, "num_synthetic", 1) for n in _as_list(num_synthetic)]
-        augmentation_list = _as_list(augmentation) if not isinstance(augmentation, str) or "," in augmentation else [augmentation]
+        augmentation_list = (
+            _as_list(augmentation) if not isinstance(augmentation, str) or "," in augmentation else [augmentation]
+        )
         self.augmentation = [_as_bool(a, "augmentation") for a in augmentation_list] or [False]
         self.augmentation_kwargs = dict(augmentation_kwargs or {})
         self.folds = _as_int(folds, "folds", 1)
-        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction), ("synthetic_test_fraction", synthetic_test_fraction)):
+        for name, value in (
+            ("val_fraction", val_fraction),
+            ("test_fraction", test_fraction),
+            ("synthetic_test_fraction", synthetic_test_fraction),
+        ):
             if not 0.0 <= float(value) < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
@@ -619,7 +653,9 @@ class SyntheticEvaluationStudy:
         }
 
     def _uses_phantom_standin(self) -> bool:
-        return self.real_dataset_dir is None and not self.synthetic_datalists and any(k != "real" for k in self.arm_kinds)
+        return (
+            self.real_dataset_dir is None and not self.synthetic_datalists and any(k != "real" for k in self.arm_kinds)
+        )
 
     # -- data ---------------------------------------------------------------------------------------
     def _load_real(self) -> PairedSliceDataset:
@@ -634,16 +670,34 @@ class SyntheticEvaluationStudy:
         if self.synthetic_datalists or not self._uses_phantom_standin():
             return [(None, p) for p in self.synthetic_datalists]
         size = max(32, min(512, self.image_size))
-        folder = self.output_dir / f"phantom_generated_s{size}_n{self.phantom_generated_samples}_seed{self.phantom_generated_seed}"
-        logger.info("No synthetic_datalist given: writing %d phantoms as a stand-in generated set to %s", self.phantom_generated_samples, folder)
-        return [("phantom_generated", str(write_phantom_dataset(folder, self.phantom_generated_samples, size, seed=self.phantom_generated_seed)))]
+        folder = (
+            self.output_dir
+            / f"phantom_generated_s{size}_n{self.phantom_generated_samples}_seed{self.phantom_generated_seed}"
+        )
+        logger.info(
+            "No synthetic_datalist given: writing %d phantoms as a stand-in generated set to %s",
+            self.phantom_generated_samples,
+            folder,
+        )
+        return [
+            (
+                "phantom_generated",
+                str(
+                    write_phantom_dataset(
+                        folder, self.phantom_generated_samples, size, seed=self.phantom_generated_seed
+                    )
+                ),
+            )
+        ]
 
     def _load_generated(self, real: PairedSliceDataset) -> dict[str, _GeneratedSet]:
         sets: dict[str, _GeneratedSet] = {}
         for given_name, source in self._synthetic_sources():
             path = Path(source)
             if not path.exists():
-                raise FileNotFoundError(f"synthetic_datalist {source} does not exist; give a generated datalist.json or its folder.")
+                raise FileNotFoundError(
+                    f"synthetic_datalist {source} does not exist; give a generated datalist.json or its folder."
+                )
             base = given_name or _safe_name(path.parent.name if path.is_file() else path.name)
             name, k = base, 2
             while name in sets:
@@ -655,7 +709,9 @@ class SyntheticEvaluationStudy:
             self._check_compatible(real, dataset, source)
             items = [dict(item) for item in dataset.data]
             if self.synthetic_test_fraction > 0:
-                split = split_datalist(items, val_fraction=0.0, test_fraction=self.synthetic_test_fraction, seed=self.seed)
+                split = split_datalist(
+                    items, val_fraction=0.0, test_fraction=self.synthetic_test_fraction, seed=self.seed
+                )
                 train, test = split["training"], split["test"]
             else:
                 train, test = items, []
@@ -735,7 +791,9 @@ class SyntheticEvaluationStudy:
         generated = self._load_generated(real)
         timings["data_seconds"] = time.perf_counter() - start
         splits = self._real_splits(real_items, real.summary["source"])
-        arms = plan_arms(self.arm_kinds, self.num_synthetic, {n: len(s.pool) for n, s in generated.items()}, self.augmentation)
+        arms = plan_arms(
+            self.arm_kinds, self.num_synthetic, {n: len(s.pool) for n, s in generated.items()}, self.augmentation
+        )
         class_names = [str(real.label_names.get(i, f"label_{i}")) for i in range(1, real.num_classes)]
 
         test_sets_ids = {TEST_R: None}
@@ -757,7 +815,9 @@ class SyntheticEvaluationStudy:
                 if gen.test:
                     test_sets[f"test_G:{name}"] = (gen.test, test_sets_ids[f"test_G:{name}"])
             for arm, record in zip(arms, arm_results):
-                self._run_arm(arm, record, fold, len(splits), split, generated, test_sets, real.num_classes, class_names)
+                self._run_arm(
+                    arm, record, fold, len(splits), split, generated, test_sets, real.num_classes, class_names
+                )
         timings["training_seconds"] = sum(f["train_seconds"] for a in arm_results for f in a["folds"])
         timings["evaluation_seconds"] = sum(f["eval_seconds"] for a in arm_results for f in a["folds"])
 
@@ -787,7 +847,8 @@ class SyntheticEvaluationStudy:
                 "real": real.summary,
                 "class_names": class_names,
                 "splits": [
-                    {k: sorted({str(i["case_id"]) for i in split[k]}) for k in ("training", "validation", "test")} for split in splits
+                    {k: sorted({str(i["case_id"]) for i in split[k]}) for k in ("training", "validation", "test")}
+                    for split in splits
                 ],
                 "generated": {
                     name: {
@@ -809,7 +870,11 @@ class SyntheticEvaluationStudy:
         }
         if self.mlflow_tracking_uri:
             run_ids = log_study_to_mlflow(results, self.mlflow_tracking_uri, self.mlflow_experiment_name)
-            results["mlflow"] = {"tracking_uri": self.mlflow_tracking_uri, "experiment": self.mlflow_experiment_name, "run_ids": run_ids}
+            results["mlflow"] = {
+                "tracking_uri": self.mlflow_tracking_uri,
+                "experiment": self.mlflow_experiment_name,
+                "run_ids": run_ids,
+            }
         timings["total_seconds"] = time.perf_counter() - start
         samples = self._samples(real_items, generated) if self.figures else None
         write_report(results, self.output_dir, samples=samples, figures=self.figures)
@@ -826,7 +891,9 @@ class SyntheticEvaluationStudy:
         for fold, split in enumerate(splits):
             tests = [("test-R", split["test"])] + [(f"test-G of {n}", g.test) for n, g in generated.items() if g.test]
             checks = [("real training/validation", split["training"] + split["validation"], tests[:1])]
-            checks += [(f"arm {arm.name}", sum(self._arm_training_items(arm, split, generated), []), tests) for arm in arms]
+            checks += [
+                (f"arm {arm.name}", sum(self._arm_training_items(arm, split, generated), []), tests) for arm in arms
+            ]
             for what, train, test_sets in checks:
                 for test_name, test_items in test_sets:
                     try:
@@ -869,7 +936,9 @@ class SyntheticEvaluationStudy:
         for test_name, (items, ids) in test_sets.items():
             images = torch.as_tensor(np.stack([i["image"] for i in items]))
             labels = torch.as_tensor(np.stack([i["label"] for i in items]))
-            scores = segmentation_scores(predict_labels(network, images, self.batch_size, self.device), labels, num_classes)
+            scores = segmentation_scores(
+                predict_labels(network, images, self.batch_size, self.device), labels, num_classes
+            )
             for row, (item, item_id) in enumerate(zip(items, ids)):
                 case: dict[str, Any] = {"fold": fold, "item_id": item_id, "case_id": str(item["case_id"])}
                 for score in SCORE_NAMES:
@@ -912,7 +981,9 @@ class SyntheticEvaluationStudy:
         samples = {"real": real_items[:count]}
         for name, gen in generated.items():
             samples[name] = list(gen.dataset.data)[:count]
-        return {k: (np.stack([i["image"] for i in v]), np.stack([i["label"] for i in v])) for k, v in samples.items() if v}
+        return {
+            k: (np.stack([i["image"] for i in v]), np.stack([i["label"] for i in v])) for k, v in samples.items() if v
+        }
 
 
 def _training_item(item: Mapping[str, Any]) -> dict[str, Any]:

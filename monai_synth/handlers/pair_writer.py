@@ -31,7 +31,9 @@ class GeneratedPairWriter:
         save_png: also write 8-bit PNG previews.
     """
 
-    def __init__(self, output_dir: str | Path, image_key: str = "gen_image", label_key: str = "gen_label", save_png: bool = False) -> None:
+    def __init__(
+        self, output_dir: str | Path, image_key: str = "gen_image", label_key: str = "gen_label", save_png: bool = False
+    ) -> None:
         self.output_dir = Path(output_dir)
         self.image_key = image_key
         self.label_key = label_key
@@ -51,5 +53,8 @@ class GeneratedPairWriter:
             self.written.append(save_nifti_atomic(self.output_dir / f"{name}_image.nii.gz", image))
             save_nifti_atomic(self.output_dir / f"{name}_label.nii.gz", label[0])
             if self.save_png:
-                save_png_atomic(self.output_dir / f"{name}_image.png", np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8))
+                save_png_atomic(
+                    self.output_dir / f"{name}_image.png",
+                    np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8),
+                )
                 save_png_atomic(self.output_dir / f"{name}_label.png", label[0])

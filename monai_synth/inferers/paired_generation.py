@@ -163,7 +163,11 @@ class PairedDatasetFactory:
         device: str | torch.device = "cpu",
         id_prefix: str = "syn",
     ) -> None:
-        for name, value, low in (("num_samples", num_samples, 1), ("batch_size", batch_size, 1), ("shard_size", shard_size, 1)):
+        for name, value, low in (
+            ("num_samples", num_samples, 1),
+            ("batch_size", batch_size, 1),
+            ("shard_size", shard_size, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
         if num_samples > _SEEDS_PER_RUN:
@@ -187,9 +191,7 @@ class PairedDatasetFactory:
         elif isinstance(num_components, bool) or not isinstance(num_components, int) or num_components < 1:
             raise ValueError(f"num_components must be 'auto' or an integer >= 1, got {num_components!r}.")
         self.decode = DecodePaired(self.image_channels, self.num_classes, threshold=threshold)
-        self.postprocess = (
-            PostprocessMask(self.num_classes, num_components=num_components) if postprocess else None
-        )
+        self.postprocess = PostprocessMask(self.num_classes, num_components=num_components) if postprocess else None
         self.dedup_settings = {"max_distance": dedup_max_distance, "hash_size": dedup_hash_size} if dedup else None
         self.fingerprint = {
             "generator_sha256": _sha256(self.generator_path),
@@ -207,7 +209,11 @@ class PairedDatasetFactory:
         if marker.is_file():
             saved = read_json(marker).get("fingerprint")
             if saved != self.fingerprint:
-                changed = sorted(k for k in set(saved or {}) | set(self.fingerprint) if (saved or {}).get(k) != self.fingerprint.get(k))
+                changed = sorted(
+                    k
+                    for k in set(saved or {}) | set(self.fingerprint)
+                    if (saved or {}).get(k) != self.fingerprint.get(k)
+                )
                 raise ValueError(
                     f"{self.output_dir} already holds a generated set made with other settings ({', '.join(changed)} "
                     "differ); nothing was overwritten. Choose another output_dir or delete that folder."
@@ -256,8 +262,15 @@ class PairedDatasetFactory:
             cleaned = np.asarray(self.postprocess(label))
             change = mask_change_fraction(label, cleaned)
             label = cleaned
-        entry: dict[str, Any] = {"id": pair_id, "index": index, "seed": sample, "postprocess_change": round(float(change), 6)}
-        entry["label_fractions"] = (np.bincount(label.ravel().astype(np.int64), minlength=self.num_classes) / label.size).round(5).tolist()
+        entry: dict[str, Any] = {
+            "id": pair_id,
+            "index": index,
+            "seed": sample,
+            "postprocess_change": round(float(change), 6),
+        }
+        entry["label_fractions"] = (
+            (np.bincount(label.ravel().astype(np.int64), minlength=self.num_classes) / label.size).round(5).tolist()
+        )
         if dedup is not None:
             is_dup, dup_of, distance = dedup.check(image, item_id=pair_id)
             entry.update({"duplicate_of": dup_of if is_dup else None, "hash_distance": distance})
@@ -270,7 +283,9 @@ class PairedDatasetFactory:
         save_nifti_atomic(self.output_dir / entry["image"], image.astype(np.float32))
         save_nifti_atomic(self.output_dir / entry["label"], label[0].astype(np.uint8))
         if self.save_png:
-            save_png_atomic(self.output_dir / f"pairs/{pair_id}_image.png", np.round((image[0] + 1) * 127.5).astype(np.uint8))
+            save_png_atomic(
+                self.output_dir / f"pairs/{pair_id}_image.png", np.round((image[0] + 1) * 127.5).astype(np.uint8)
+            )
             save_png_atomic(self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8))
         return entry
 
@@ -283,7 +298,9 @@ class PairedDatasetFactory:
         self._check_output_dir()
         self._total = self.num_samples
         num_shards = -(-self.num_samples // self.shard_size)
-        dedup = DuplicateFilter(image_channels=self.image_channels, **self.dedup_settings) if self.dedup_settings else None
+        dedup = (
+            DuplicateFilter(image_channels=self.image_channels, **self.dedup_settings) if self.dedup_settings else None
+        )
         entries: list[dict] = []
         generated = resumed = 0
         started = time.perf_counter()
@@ -302,11 +319,15 @@ class PairedDatasetFactory:
             entries += record["pairs"]
         seconds = time.perf_counter() - started
         kept = [e for e in entries if e["kept"]]
-        label_names = self.config.get("data", {}).get("label_names") or {str(i): f"label_{i}" for i in range(self.num_classes)}
+        label_names = self.config.get("data", {}).get("label_names") or {
+            str(i): f"label_{i}" for i in range(self.num_classes)
+        }
         summary = {
             "num_generated": len(entries),
             "num_kept": len(kept),
-            "duplicate_rate": duplicate_rate([e.get("duplicate_of") is not None for e in entries]) if self.dedup_settings else None,
+            "duplicate_rate": duplicate_rate([e.get("duplicate_of") is not None for e in entries])
+            if self.dedup_settings
+            else None,
             "mean_postprocess_change": float(np.mean([e["postprocess_change"] for e in entries])),
             "shards_generated": generated,
             "shards_resumed": resumed,
@@ -333,10 +354,13 @@ class PairedDatasetFactory:
             },
         )
         logger.info(
-            "Generated %d pairs (%d kept, duplicate rate %s) in %s.", len(entries), len(kept), summary["duplicate_rate"], self.output_dir
+            "Generated %d pairs (%d kept, duplicate rate %s) in %s.",
+            len(entries),
+            len(kept),
+            summary["duplicate_rate"],
+            self.output_dir,
         )
         return summary
 
     def __call__(self) -> dict[str, Any]:
         return self.run()
-

@@ -11,30 +11,35 @@ Groups (each with ``array.py`` and thin ``dictionary.py`` versions):
 
 from __future__ import annotations
 
-from .intensity import NORMALIZE_MODES, NormalizeToRange, NormalizeToRanged, NormalizeToRangeD, NormalizeToRangeDict
+from .intensity import NORMALIZE_MODES, NormalizeToRange, NormalizeToRangeD, NormalizeToRanged, NormalizeToRangeDict
 from .mask import (
     DecodePaired,
-    DecodePairedd,
     DecodePairedD,
+    DecodePairedd,
     DecodePairedDict,
     EncodePaired,
-    EncodePairedd,
     EncodePairedD,
+    EncodePairedd,
     EncodePairedDict,
     MapMaskValues,
-    MapMaskValuesd,
     MapMaskValuesD,
+    MapMaskValuesd,
     MapMaskValuesDict,
     OneHotMask,
-    OneHotMaskd,
     OneHotMaskD,
+    OneHotMaskd,
     OneHotMaskDict,
     mask_channels,
 )
-from .spatial import LABEL_SAFE_MODES, CropResize, PairedCropResized, PairedCropResizeD, PairedCropResizeDict
-from .utility import EnsurePairedShape, EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict
-
-from .postprocessing import PostprocessMask, PostprocessMaskd, PostprocessMaskD, PostprocessMaskDict, mask_change_fraction
+from .postprocessing import (
+    PostprocessMask,
+    PostprocessMaskD,
+    PostprocessMaskd,
+    PostprocessMaskDict,
+    mask_change_fraction,
+)
+from .spatial import LABEL_SAFE_MODES, CropResize, PairedCropResizeD, PairedCropResized, PairedCropResizeDict
+from .utility import EnsurePairedShape, EnsurePairedShapeD, EnsurePairedShaped, EnsurePairedShapeDict
 
 __all__ = [
     "PostprocessMask",

@@ -43,8 +43,15 @@ def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarr
         ``(rows * H, columns * 2 * W, 3)`` uint8 RGB array (unused cells black).
     """
     images, labels = _to_numpy(images), _to_numpy(labels).astype(np.int64)
-    if images.ndim != 4 or labels.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[2:] != labels.shape[2:]:
-        raise ValueError(f"pair_grid expects images (B, C, H, W) and labels (B, 1, H, W), got {images.shape} and {labels.shape}.")
+    if (
+        images.ndim != 4
+        or labels.ndim != 4
+        or images.shape[0] != labels.shape[0]
+        or images.shape[2:] != labels.shape[2:]
+    ):
+        raise ValueError(
+            f"pair_grid expects images (B, C, H, W) and labels (B, 1, H, W), got {images.shape} and {labels.shape}."
+        )
     b, _, h, w = images.shape
     columns = max(1, min(columns, b))
     rows = -(-b // columns)
@@ -55,5 +62,7 @@ def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarr
         colour = LABEL_PALETTE[label % len(LABEL_PALETTE)]
         mixed = np.where(label[..., None] > 0, (1 - alpha) * grey + alpha * colour, grey)
         r, c = divmod(k, columns)
-        grid[r * h : (r + 1) * h, c * 2 * w : (c + 1) * 2 * w] = np.round(np.concatenate([grey, mixed], axis=1)).astype(np.uint8)
+        grid[r * h : (r + 1) * h, c * 2 * w : (c + 1) * 2 * w] = np.round(np.concatenate([grey, mixed], axis=1)).astype(
+            np.uint8
+        )
     return grid

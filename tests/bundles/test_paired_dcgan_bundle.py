@@ -68,7 +68,17 @@ def _failed_with(result: subprocess.CompletedProcess, *phrases: str) -> None:
 def trained(tmp_path_factory) -> Path:
     """A finished tiny phantom run with MLflow on a real local store."""
     run_dir = tmp_path_factory.mktemp("paired_dcgan") / "run"
-    _ok(_run("train.json", *TINY, "--output_dir", str(run_dir), "--mlflow_tracking_uri", f"sqlite:///{run_dir}/mlflow.db", cwd=run_dir.parent))
+    _ok(
+        _run(
+            "train.json",
+            *TINY,
+            "--output_dir",
+            str(run_dir),
+            "--mlflow_tracking_uri",
+            f"sqlite:///{run_dir}/mlflow.db",
+            cwd=run_dir.parent,
+        )
+    )
     return run_dir
 
 
@@ -99,7 +109,22 @@ def test_mlflow_store_holds_the_run(trained: Path) -> None:
 
 
 def test_generate_writes_nifti_pairs_datalist_and_manifest(trained: Path) -> None:
-    _ok(_run("generate.json", "--output_dir", str(trained), "--num_samples", "6", "--shard_size", "4", "--batch_size", "4", "--device", "cpu", cwd=trained))
+    _ok(
+        _run(
+            "generate.json",
+            "--output_dir",
+            str(trained),
+            "--num_samples",
+            "6",
+            "--shard_size",
+            "4",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+            cwd=trained,
+        )
+    )
     generated = trained / "generated"
     items = load_decathlon_datalist(str(generated / "datalist.json"), data_list_key="training", base_dir=str(generated))
     manifest = json.loads((generated / "manifest.json").read_text())
@@ -115,18 +140,61 @@ def test_generate_writes_nifti_pairs_datalist_and_manifest(trained: Path) -> Non
 
     # idempotent: running the same request again writes nothing new and changes nothing
     before = {p.name: p.stat().st_mtime_ns for p in (generated / "pairs").iterdir()}
-    _ok(_run("generate.json", "--output_dir", str(trained), "--num_samples", "6", "--shard_size", "4", "--batch_size", "4", "--device", "cpu", cwd=trained))
+    _ok(
+        _run(
+            "generate.json",
+            "--output_dir",
+            str(trained),
+            "--num_samples",
+            "6",
+            "--shard_size",
+            "4",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+            cwd=trained,
+        )
+    )
     assert {p.name: p.stat().st_mtime_ns for p in (generated / "pairs").iterdir()} == before
 
     # a different generated set into the same folder is refused, nothing overwritten
-    refused = _run("generate.json", "--output_dir", str(trained), "--num_samples", "6", "--seed", "7", "--device", "cpu", cwd=trained)
+    refused = _run(
+        "generate.json",
+        "--output_dir",
+        str(trained),
+        "--num_samples",
+        "6",
+        "--seed",
+        "7",
+        "--device",
+        "cpu",
+        cwd=trained,
+    )
     _failed_with(refused, "generated")
     assert {p.name: p.stat().st_mtime_ns for p in (generated / "pairs").iterdir()} == before
 
 
 def test_inference_evaluator_writes_one_pair_per_seed(trained: Path) -> None:
     out = trained / "infer"
-    _ok(_run("inference.json", "--output_dir", str(trained), "--inference_dir", str(out), "--first_seed", "3", "--num_samples", "3", "--batch_size", "2", "--device", "cpu", cwd=trained))
+    _ok(
+        _run(
+            "inference.json",
+            "--output_dir",
+            str(trained),
+            "--inference_dir",
+            str(out),
+            "--first_seed",
+            "3",
+            "--num_samples",
+            "3",
+            "--batch_size",
+            "2",
+            "--device",
+            "cpu",
+            cwd=trained,
+        )
+    )
     labels = sorted(p.name for p in out.glob("*_label.nii.gz"))
     assert labels == [f"seed_{s:08d}_label.nii.gz" for s in (3, 4, 5)]
     assert len(list(out.glob("*.png"))) >= 3
@@ -139,8 +207,15 @@ def test_resume_extends_the_run_and_other_config_is_refused(trained: Path, tmp_p
     assert torch.load(run_dir / "checkpoints" / "checkpoint_last.pt", weights_only=True)["iteration"] == 6
 
     before = (run_dir / "checkpoints" / "checkpoint_last.pt").read_bytes()
-    _failed_with(_run("train.json", *_with(TINY, generator_channels="[32, 8]"), "--output_dir", str(run_dir), cwd=tmp_path), "another configuration", "channels")
-    _failed_with(_run("train.json", *TINY, "--resume", "False", "--output_dir", str(run_dir), cwd=tmp_path), "refusing to overwrite")
+    _failed_with(
+        _run("train.json", *_with(TINY, generator_channels="[32, 8]"), "--output_dir", str(run_dir), cwd=tmp_path),
+        "another configuration",
+        "channels",
+    )
+    _failed_with(
+        _run("train.json", *TINY, "--resume", "False", "--output_dir", str(run_dir), cwd=tmp_path),
+        "refusing to overwrite",
+    )
     assert (run_dir / "checkpoints" / "checkpoint_last.pt").read_bytes() == before
 
 
@@ -159,19 +234,38 @@ def test_bad_overrides_are_refused_before_anything_is_written(tmp_path: Path, ov
 
 
 def test_missing_generator_is_named(tmp_path: Path) -> None:
-    _failed_with(_run("generate.json", "--output_dir", str(tmp_path / "nothing"), "--device", "cpu", cwd=tmp_path), "generator.pt")
+    _failed_with(
+        _run("generate.json", "--output_dir", str(tmp_path / "nothing"), "--device", "cpu", cwd=tmp_path),
+        "generator.pt",
+    )
 
 
 def test_metadata_verifies_against_the_bundle_schema(tmp_path: Path) -> None:
     if not SCHEMA.is_file():
         pytest.skip(f"{SCHEMA} is absent")
-    _ok(_bundle(["verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA)], cwd=tmp_path))
+    _ok(
+        _bundle(
+            ["verify_metadata", "--meta_file", str(CONFIGS / "metadata.json"), "--filepath", str(SCHEMA)], cwd=tmp_path
+        )
+    )
 
 
 def test_trains_on_shenzhen_as_is(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "cxr"
     overrides = [a for a in TINY if a not in ("--phantom_samples", "6")]
-    _ok(_run("train.json", *overrides, "--dataset_dir", str(shared_data / "cxr_shenzhen"), "--max_items", "8", "--output_dir", str(out), cwd=tmp_path))
+    _ok(
+        _run(
+            "train.json",
+            *overrides,
+            "--dataset_dir",
+            str(shared_data / "cxr_shenzhen"),
+            "--max_items",
+            "8",
+            "--output_dir",
+            str(out),
+            cwd=tmp_path,
+        )
+    )
     exported = torch.load(out / "generator.pt", weights_only=True)
     assert exported["config"]["data"]["num_classes"] == 2  # anti-aliased 0..255 masks binarised to lung / background
     assert exported["config"]["generator"]["out_channels"] == 2  # grayscale image + one binary mask channel
@@ -188,7 +282,9 @@ def test_quickstart_main_job_as_in_the_readme(tmp_path: Path) -> None:
     manifest = json.loads((out / "generated" / "manifest.json").read_text())
     assert manifest["num_samples"] == 128
     assert manifest["summary"]["duplicate_rate"] < 0.5  # a fully collapsed generator would fail this
-    items = load_decathlon_datalist(str(out / "generated" / "datalist.json"), data_list_key="training", base_dir=str(out / "generated"))
+    items = load_decathlon_datalist(
+        str(out / "generated" / "datalist.json"), data_list_key="training", base_dir=str(out / "generated")
+    )
     assert len(items) == manifest["summary"]["num_kept"]
     labels = np.stack([nib.load(item["label"]).get_fdata() for item in items[:16]])
     assert set(np.unique(labels)) == set(range(6))  # every organ appears among the generated masks

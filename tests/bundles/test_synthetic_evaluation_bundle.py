@@ -20,7 +20,9 @@ def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complet
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["OMP_NUM_THREADS"] = "1"  # tiny networks on a shared CPU
-    return subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
@@ -50,14 +52,29 @@ def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
         assert summary["n"] + summary["n_nan"] == arm["summary"]["test_R"]["num_cases"] > 0
     report = (output_dir / "report.md").read_text()
     assert "| real |" in report and "| hybrid_n4 |" in report and "Statistics on per-case Dice" in report
-    assert {"figures/score_vs_num_synthetic.png", "figures/boxplots_test_R.png", "figures/real_vs_synthetic_pairs.png"} <= set(results["figures"])
+    assert {
+        "figures/score_vs_num_synthetic.png",
+        "figures/boxplots_test_R.png",
+        "figures/real_vs_synthetic_pairs.png",
+    } <= set(results["figures"])
     for figure in results["figures"]:
         assert (output_dir / figure).read_bytes()[:8] == PNG_MAGIC
     assert len(results["mlflow"]["run_ids"]) == 3 and (output_dir / "mlflow.db").is_file()
 
 
 def test_unknown_override_is_refused(tmp_path: Path) -> None:
-    result = _run(["run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"), "--max_epoch", "1", "--output_dir", str(tmp_path)], cwd=tmp_path)
+    result = _run(
+        [
+            "run",
+            "--config_file",
+            str(BUNDLE / "configs" / "evaluate.json"),
+            "--max_epoch",
+            "1",
+            "--output_dir",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode != 0 and "--max_epoch" in result.stdout + result.stderr
     assert not (tmp_path / "results.json").exists()
 
@@ -65,8 +82,13 @@ def test_unknown_override_is_refused(tmp_path: Path) -> None:
 def test_verify_metadata(tmp_path: Path) -> None:
     if not SCHEMA.is_file():
         pytest.skip(f"offline bundle schema {SCHEMA} is absent (verify_metadata would download it)")
-    result = _run(["verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA)], cwd=tmp_path)
-    assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, result.stderr[-2000:]
+    result = _run(
+        ["verify_metadata", "--meta_file", str(BUNDLE / "configs" / "metadata.json"), "--filepath", str(SCHEMA)],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0 and "metadata is verified with no error" in result.stdout + result.stderr, (
+        result.stderr[-2000:]
+    )
 
 
 def test_bundle_files() -> None:

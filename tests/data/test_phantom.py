@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -27,7 +27,7 @@ ORGANS = [k for k in PHANTOM_LABELS if k != "background"]
 SIZES_SEEDS = [(size, seed) for size in (32, 64, 128, 256) for seed in (0, 7, 123)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _phantom(seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     image, label = generate_phantom(seed, size)
     image.setflags(write=False)
@@ -157,8 +157,11 @@ def test_dataset_dataloader():
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"num_samples": 0}, "num_samples"), ({"num_samples": 2, "image_size": 16}, "image_size"),
-     ({"num_samples": 2, "seed": -3}, "seed")],
+    [
+        ({"num_samples": 0}, "num_samples"),
+        ({"num_samples": 2, "image_size": 16}, "image_size"),
+        ({"num_samples": 2, "seed": -3}, "seed"),
+    ],
 )
 def test_dataset_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -133,7 +133,9 @@ def test_resume_after_interruption_continues_exactly(tmp_path):
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="latent_distribution"):
-        PairedGANTrainer("cpu", 1, [], torch.nn.Linear(1, 1), None, torch.nn.Linear(1, 1), None, 4, latent_distribution="cauchy")
+        PairedGANTrainer(
+            "cpu", 1, [], torch.nn.Linear(1, 1), None, torch.nn.Linear(1, 1), None, 4, latent_distribution="cauchy"
+        )
     trainer, _, _ = _trainer([{"image": np.zeros((CHANNELS, SIZE, SIZE), np.float32)}] * 4)
     with pytest.raises(ValueError, match="'pair'"):
         trainer.run()

@@ -53,7 +53,9 @@ def _results() -> dict:
         _arm("hybrid_n20", "hybrid", 20, list(base + 0.12), list(1.5 + rng.random(8))),
         _arm("hybrid_n80", "hybrid", 80, list(base + 0.15), [math.nan] + list(1 + rng.random(7))),
     ]
-    statistics = {"test_R": {s: compare_arms({a["name"]: a["cases"]["test_R"] for a in arms}, s) for s in ("dice", "hd95")}}
+    statistics = {
+        "test_R": {s: compare_arms({a["name"]: a["cases"]["test_R"] for a in arms}, s) for s in ("dice", "hd95")}
+    }
     real = {"source": "phantom", "num_items": 10, "num_cases": 10, "image_channels": 1, "num_classes": 3,
             "label_names": {"0": "background", "1": "lung", "2": "heart"}}  # fmt: skip
     config = {"image_size": 32, "network": "UNet", "network_kwargs": {}, "loss": "dice", "learning_rate": 1e-4, "batch_size": 4,
@@ -76,7 +78,12 @@ def _results() -> dict:
 
 
 def test_json_safe_round_trip() -> None:
-    data = {"a": [1.0, math.nan, math.inf, -math.inf], "b": np.float32(0.5), "c": np.arange(2), "d": (np.int64(3), True)}
+    data = {
+        "a": [1.0, math.nan, math.inf, -math.inf],
+        "b": np.float32(0.5),
+        "c": np.arange(2),
+        "d": (np.int64(3), True),
+    }
     safe = to_json_safe(data)
     assert safe == {"a": [1.0, None, "inf", "-inf"], "b": 0.5, "c": [0, 1], "d": [3, True]}
     text = json.dumps(safe, allow_nan=False)  # strict JSON
@@ -86,8 +93,12 @@ def test_json_safe_round_trip() -> None:
 
 def test_write_report_files(tmp_path: Path) -> None:
     results = _results()
-    samples = {"real": (np.zeros((4, 1, 16, 16)), np.ones((4, 1, 16, 16))), "gan": (np.zeros((4, 1, 16, 16)), np.zeros((4, 1, 16, 16)))}
+    samples = {
+        "real": (np.zeros((4, 1, 16, 16)), np.ones((4, 1, 16, 16))),
+        "gan": (np.zeros((4, 1, 16, 16)), np.zeros((4, 1, 16, 16))),
+    }
     written = write_report(results, tmp_path, samples=samples)
+
     # strict JSON (no NaN/Infinity tokens) that parses back, with the figures listed
     def _refuse(token: str):
         raise ValueError(f"non-standard JSON token {token}")

@@ -18,7 +18,9 @@ from monai_synth.evaluation.segmentation import (
 )
 
 
-def _square(size: int = 16, top: int = 4, left: int = 4, height: int = 8, width: int = 8, value: int = 1) -> torch.Tensor:
+def _square(
+    size: int = 16, top: int = 4, left: int = 4, height: int = 8, width: int = 8, value: int = 1
+) -> torch.Tensor:
     mask = torch.zeros(1, 1, size, size, dtype=torch.long)
     mask[..., top : top + height, left : left + width] = value
     return mask
@@ -87,7 +89,12 @@ def test_bad_inputs_raise(prediction, label, message) -> None:
 
 @pytest.mark.parametrize(
     "name,kwargs",
-    [("UNet", {}), ("UNet", {"channels": (8, 16), "strides": (2,), "num_res_units": 0}), ("BasicUNet", {"features": (4, 4, 8, 8, 16, 4)}), ("SegResNet", {"init_filters": 8})],
+    [
+        ("UNet", {}),
+        ("UNet", {"channels": (8, 16), "strides": (2,), "num_res_units": 0}),
+        ("BasicUNet", {"features": (4, 4, 8, 8, 16, 4)}),
+        ("SegResNet", {"init_filters": 8}),
+    ],
 )
 def test_build_network_by_name(name: str, kwargs: dict) -> None:
     network = build_network(name, in_channels=2, out_channels=3, **kwargs)
@@ -132,7 +139,9 @@ def _small_unet() -> torch.nn.Module:
 def test_training_keeps_the_best_validation_weights() -> None:
     network = _small_unet()
     train, val = _items(8), _items(4, seed=1)
-    result = train_segmentation_network(network, train, val, num_classes=2, max_epochs=4, batch_size=4, learning_rate=1e-2, patience=0)
+    result = train_segmentation_network(
+        network, train, val, num_classes=2, max_epochs=4, batch_size=4, learning_rate=1e-2, patience=0
+    )
     assert result.epochs_run == 4 and len(result.train_loss) == 4 and len(result.val_dice) == 4
     assert all(math.isfinite(v) for v in result.train_loss)
     best = max(d for _, d in result.val_dice)
@@ -147,7 +156,9 @@ def test_training_keeps_the_best_validation_weights() -> None:
 
 def test_early_stopping_after_patience_validations_without_improvement() -> None:
     # learning_rate 0: the weights never change, so the validation Dice never improves after epoch 1
-    result = train_segmentation_network(_small_unet(), _items(4), _items(2), num_classes=2, max_epochs=6, learning_rate=0.0, patience=2)
+    result = train_segmentation_network(
+        _small_unet(), _items(4), _items(2), num_classes=2, max_epochs=6, learning_rate=0.0, patience=2
+    )
     assert result.stopped_early and result.epochs_run == 3 and result.best_epoch == 1
 
 
@@ -158,9 +169,14 @@ def test_training_without_validation_keeps_last_epoch() -> None:
 
 def test_epoch_length_sets_the_steps_per_epoch() -> None:
     # 4 items in batches of 2 are 2 steps per pass; epoch_length=5 restarts the loader within each epoch
-    result = train_segmentation_network(_small_unet(), _items(4), [], num_classes=2, max_epochs=2, batch_size=2, epoch_length=5)
+    result = train_segmentation_network(
+        _small_unet(), _items(4), [], num_classes=2, max_epochs=2, batch_size=2, epoch_length=5
+    )
     assert result.iterations == 10 and len(result.train_loss) == 2
-    assert train_segmentation_network(_small_unet(), _items(4), [], num_classes=2, max_epochs=2, batch_size=2).iterations == 4
+    assert (
+        train_segmentation_network(_small_unet(), _items(4), [], num_classes=2, max_epochs=2, batch_size=2).iterations
+        == 4
+    )
 
 
 def test_non_finite_loss_raises() -> None:
@@ -171,7 +187,8 @@ def test_non_finite_loss_raises() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs,message", [({"loss": "focal"}, "loss"), ({"max_epochs": 0}, "max_epochs"), ({"epoch_length": 0}, "epoch_length")]
+    "kwargs,message",
+    [({"loss": "focal"}, "loss"), ({"max_epochs": 0}, "max_epochs"), ({"epoch_length": 0}, "epoch_length")],
 )
 def test_training_setting_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -19,7 +19,6 @@ from monai_synth.evaluation.study import (
 )
 from monai_synth.utils.io import read_json, save_nifti_atomic, write_json_atomic
 
-
 TINY = {"image_size": 32, "max_epochs": 1, "batch_size": 4, "compute_fid": False, "figures": False, "device": "cpu"}
 
 
@@ -71,7 +70,12 @@ def test_plan_arms_errors(arms, sizes, pools, message) -> None:
 # ---------------------------------------------------------------------------------------------------
 def test_command_line_strings_are_coerced(tmp_path: Path) -> None:
     study = SyntheticEvaluationStudy(
-        tmp_path, compute_fid="false", augmentation="true", num_synthetic=50, arms="real,hybrid", synthetic_datalist="None"
+        tmp_path,
+        compute_fid="false",
+        augmentation="true",
+        num_synthetic=50,
+        arms="real,hybrid",
+        synthetic_datalist="None",
     )
     assert study.compute_fid is False and study.augmentation == [True]
     assert study.num_synthetic == [50] and study.arm_kinds == ["real", "hybrid"] and study.synthetic_datalists == []
@@ -127,7 +131,9 @@ def test_generated_label_names_must_match(tmp_path: Path) -> None:
     datalist = read_json(path)
     datalist["labels"] = {"0": "background", "1": "liver", "2": "spleen", "3": "kidney", "4": "aorta", "5": "trachea"}
     write_json_atomic(tmp_path / "renamed" / "named.json", datalist)
-    study = SyntheticEvaluationStudy(tmp_path / "out", synthetic_datalist=tmp_path / "renamed" / "named.json", phantom_samples=6, **TINY)
+    study = SyntheticEvaluationStudy(
+        tmp_path / "out", synthetic_datalist=tmp_path / "renamed" / "named.json", phantom_samples=6, **TINY
+    )
     with pytest.raises(ValueError, match="names its labels"):
         study.run()
 
@@ -143,7 +149,14 @@ def _write_generated(folder: Path, count: int, channels: int) -> Path:
         image = rng.uniform(-1, 1, (channels, 32, 32)).astype(np.float32)
         save_nifti_atomic(folder / "pairs" / f"gen{i}_image.nii.gz", image if channels > 1 else image[0])
         save_nifti_atomic(folder / "pairs" / f"gen{i}_label.nii.gz", label[:, :, None] if channels > 1 else label)
-        entries.append({"image": f"pairs/gen{i}_image.nii.gz", "label": f"pairs/gen{i}_label.nii.gz", "case_id": f"gen{i}", "seed": i})
+        entries.append(
+            {
+                "image": f"pairs/gen{i}_image.nii.gz",
+                "label": f"pairs/gen{i}_label.nii.gz",
+                "case_id": f"gen{i}",
+                "seed": i,
+            }
+        )
     return write_json_atomic(folder / "datalist.json", {"training": entries})
 
 
@@ -155,7 +168,10 @@ def test_generated_channel_count_must_match(tmp_path: Path) -> None:
 
 
 def test_generated_intensity_rule(tmp_path: Path) -> None:
-    assert _generated_intensity(str(_write_generated(tmp_path / "gen", 2, channels=1))) == {"mode": "fixed", "input_range": (-1.0, 1.0)}
+    assert _generated_intensity(str(_write_generated(tmp_path / "gen", 2, channels=1))) == {
+        "mode": "fixed",
+        "input_range": (-1.0, 1.0),
+    }
     assert _generated_intensity(str(write_phantom_dataset(tmp_path / "hu", 2, image_size=32))) == "auto"
 
 
@@ -172,13 +188,19 @@ def _records(dice: list[float], hd95: list[float], folds: list[int] | None = Non
 
 
 def test_summarize_cases_over_cases_and_folds() -> None:
-    summary = summarize_cases(_records([0.5, 0.7, 0.9, 0.9], [1.0, math.inf, 3.0, math.nan], folds=[0, 0, 1, 1]), ["a", "b"])
+    summary = summarize_cases(
+        _records([0.5, 0.7, 0.9, 0.9], [1.0, math.inf, 3.0, math.nan], folds=[0, 0, 1, 1]), ["a", "b"]
+    )
     assert summary["num_cases"] == 4 and summary["num_folds"] == 2
     assert summary["dice"]["mean"] == pytest.approx(0.75)
     assert summary["dice"]["std"] == pytest.approx(np.std([0.5, 0.7, 0.9, 0.9], ddof=1))
     assert summary["dice"]["over_folds"]["mean"] == pytest.approx(0.75)  # fold means 0.6 and 0.9
     assert summary["dice"]["over_folds"]["std"] == pytest.approx(np.std([0.6, 0.9], ddof=1))
-    assert summary["hd95"]["mean"] == pytest.approx(2.0) and summary["hd95"]["n_inf"] == 1 and summary["hd95"]["n_nan"] == 1
+    assert (
+        summary["hd95"]["mean"] == pytest.approx(2.0)
+        and summary["hd95"]["n_inf"] == 1
+        and summary["hd95"]["n_nan"] == 1
+    )
     assert summary["dice_per_class"]["b"]["mean"] == pytest.approx(0.75)
 
 
@@ -190,7 +212,11 @@ def test_compare_arms_friedman_and_wilcoxon() -> None:
     dice = compare_arms(arms, "dice")
     # 12 cases ranked good > mid > bad every time: mean ranks 1, 2, 3, Nemenyi critical difference 0.96
     assert dice["test"] == "friedman" and dice["mean_ranks"] == {"good": 1.0, "mid": 2.0, "bad": 3.0}
-    assert dice["outcome"]["good"] == {"mid": "better", "bad": "better"} and dice["score"] == {"good": 2, "mid": 0, "bad": -2}
+    assert dice["outcome"]["good"] == {"mid": "better", "bad": "better"} and dice["score"] == {
+        "good": 2,
+        "mid": 0,
+        "bad": -2,
+    }
     hd95 = compare_arms(arms, "hd95")
     assert hd95["higher_is_better"] is False and hd95["outcome"]["good"]["bad"] == "better"
     two = compare_arms({"good": arms["good"], "bad": arms["bad"]}, "dice")

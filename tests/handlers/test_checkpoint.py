@@ -16,7 +16,9 @@ def _engine() -> Engine:
     return engine
 
 
-def _run(tmp_path: Path, net: torch.nn.Module, config: dict, resume: bool = True, iterations: int = 3) -> GANCheckpointHandler:
+def _run(
+    tmp_path: Path, net: torch.nn.Module, config: dict, resume: bool = True, iterations: int = 3
+) -> GANCheckpointHandler:
     engine = _engine()
     handler = GANCheckpointHandler(tmp_path, {"net": net}, config=config, save_interval=2, resume=resume,
                                    export={"path": tmp_path / "net.pt", "network": net})  # fmt: skip

@@ -22,7 +22,12 @@ def _export(path, generator=None, components=(1, 1)):
     config = {
         "generator_class": "monai_synth.networks.nets.PairedDCGANGenerator",
         "generator": generator.get_config(),
-        "data": {"image_channels": 1, "num_classes": CLASSES, "image_size": SIZE, "components_per_class": list(components)},
+        "data": {
+            "image_channels": 1,
+            "num_classes": CLASSES,
+            "image_size": SIZE,
+            "components_per_class": list(components),
+        },
     }
     torch_save_atomic({"state_dict": generator.state_dict(), "config": config}, path)
     return path

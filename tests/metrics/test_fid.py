@@ -378,9 +378,7 @@ def test_not_torchscript_weights_are_rejected(tmp_path: Path) -> None:
         (torch.zeros(1, 4, 8, 8), "channel="),
     ],
 )
-def test_extractor_rejects_bad_images(
-    extractor: InceptionFeatureExtractor, images: torch.Tensor, match: str
-) -> None:
+def test_extractor_rejects_bad_images(extractor: InceptionFeatureExtractor, images: torch.Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         extractor(images)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monai_synth.transforms import CropResize, PairedCropResized, PairedCropResizeD, PairedCropResizeDict
+from monai_synth.transforms import CropResize, PairedCropResizeD, PairedCropResized, PairedCropResizeDict
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_synth.transforms import EnsurePairedShape, EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict
+from monai_synth.transforms import EnsurePairedShape, EnsurePairedShapeD, EnsurePairedShaped, EnsurePairedShapeDict
 
 
 @pytest.mark.parametrize("dict_cls", [EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict])

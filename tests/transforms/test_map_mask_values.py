@@ -9,8 +9,8 @@ from monai.data import MetaTensor
 
 from monai_synth.transforms import (
     MapMaskValues,
-    MapMaskValuesd,
     MapMaskValuesD,
+    MapMaskValuesd,
     MapMaskValuesDict,
     OneHotMask,
     OneHotMaskd,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from monai_synth.transforms import NormalizeToRange, NormalizeToRanged, NormalizeToRangeD, NormalizeToRangeDict
+from monai_synth.transforms import NormalizeToRange, NormalizeToRangeD, NormalizeToRanged, NormalizeToRangeDict
 
 EXACT_CASES = [
     # lung window (-600, 1500): [-1350, 150] -> [-1, 1], clipped outside

@@ -7,8 +7,8 @@ from monai.data import MetaTensor
 
 from monai_synth.transforms import (
     DecodePaired,
-    DecodePairedd,
     DecodePairedD,
+    DecodePairedd,
     EncodePaired,
     EncodePairedd,
     EncodePairedDict,

@@ -5,7 +5,14 @@ import torch
 
 from monai_synth.utils.bundle import check_overrides, resolve_device
 
-SETTINGS = {"image_size": 64, "learning_rate": 4e-4, "resume": True, "channels": [8], "dataset_dir": None, "device": "auto"}
+SETTINGS = {
+    "image_size": 64,
+    "learning_rate": 4e-4,
+    "resume": True,
+    "channels": [8],
+    "dataset_dir": None,
+    "device": "auto",
+}
 
 
 def test_known_overrides_of_the_right_type_pass() -> None:

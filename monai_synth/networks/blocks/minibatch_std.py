@@ -31,7 +31,9 @@ class MinibatchStdDev(nn.Module):
     def __init__(self, group_size: int = 4, num_channels: int = 1) -> None:
         super().__init__()
         if group_size < 1 or num_channels < 1:
-            raise ValueError(f"MinibatchStdDev: group_size and num_channels must be >= 1, got {group_size}, {num_channels}.")
+            raise ValueError(
+                f"MinibatchStdDev: group_size and num_channels must be >= 1, got {group_size}, {num_channels}."
+            )
         self.group_size = int(group_size)
         self.num_channels = int(num_channels)
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .array import NORMALIZE_MODES, NormalizeToRange
-from .dictionary import NormalizeToRanged, NormalizeToRangeD, NormalizeToRangeDict
+from .dictionary import NormalizeToRangeD, NormalizeToRanged, NormalizeToRangeDict
 
 __all__ = ["NORMALIZE_MODES", "NormalizeToRange", "NormalizeToRanged", "NormalizeToRangeD", "NormalizeToRangeDict"]

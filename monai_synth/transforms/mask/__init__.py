@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from .array import DecodePaired, EncodePaired, MapMaskValues, OneHotMask, mask_channels
 from .dictionary import (
-    DecodePairedd,
     DecodePairedD,
+    DecodePairedd,
     DecodePairedDict,
-    EncodePairedd,
     EncodePairedD,
+    EncodePairedd,
     EncodePairedDict,
-    MapMaskValuesd,
     MapMaskValuesD,
+    MapMaskValuesd,
     MapMaskValuesDict,
-    OneHotMaskd,
     OneHotMaskD,
+    OneHotMaskd,
     OneHotMaskDict,
 )
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .array import LABEL_SAFE_MODES, CropResize
-from .dictionary import PairedCropResized, PairedCropResizeD, PairedCropResizeDict
+from .dictionary import PairedCropResizeD, PairedCropResized, PairedCropResizeDict
 
 __all__ = ["LABEL_SAFE_MODES", "CropResize", "PairedCropResized", "PairedCropResizeD", "PairedCropResizeDict"]

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .array import EnsurePairedShape
-from .dictionary import EnsurePairedShaped, EnsurePairedShapeD, EnsurePairedShapeDict
+from .dictionary import EnsurePairedShapeD, EnsurePairedShaped, EnsurePairedShapeDict
 
 __all__ = ["EnsurePairedShape", "EnsurePairedShaped", "EnsurePairedShapeD", "EnsurePairedShapeDict"]
