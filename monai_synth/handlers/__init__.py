@@ -1,4 +1,4 @@
-"""Ignite handlers: checkpoints with resume, sample grids."""
+"""Ignite handlers: checkpoints with resume, sample grids, generator EMA, ADA."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ from .checkpoint import GANCheckpointHandler, config_differences, load_checkpoin
 from .pair_writer import GeneratedPairWriter
 from .progress import LossProgressBar, TrainingSummaryWriter
 from .sample_grid import PairedSampleGridSaver
+from .stylegan import AdaptiveAugmentHandler, GeneratorEMAHandler, make_ema_copy
 
 __all__ = [
+    "AdaptiveAugmentHandler",
+    "GeneratorEMAHandler",
+    "make_ema_copy",
     "GANCheckpointHandler",
     "GeneratedPairWriter",
     "LossProgressBar",

@@ -10,8 +10,24 @@ from .dcgan import (
     latents_from_seeds,
     sample_latents,
 )
+from .stylegan2 import (
+    STYLEGAN2_MODES,
+    MappingNetwork,
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
+    StyleGAN2Output,
+    mode_channels,
+    stylegan2_channels,
+)
 
 __all__ = [
+    "STYLEGAN2_MODES",
+    "MappingNetwork",
+    "StyleGAN2Generator",
+    "StyleGAN2Discriminator",
+    "StyleGAN2Output",
+    "mode_channels",
+    "stylegan2_channels",
     "MIN_FEATURE_SIZE",
     "PairedDCGANGenerator",
     "PairedDCGANDiscriminator",

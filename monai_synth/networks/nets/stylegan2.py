@@ -1,0 +1,346 @@
+"""StyleGAN2 (Karras et al., "Analyzing and Improving the Image Quality of StyleGAN", CVPR 2020).
+
+Mapping network, skip-architecture synthesis network with modulated/demodulated convolutions, noise
+inputs and a learned constant 4 x 4 input, and a residual discriminator with minibatch standard
+deviation, written in plain PyTorch (no compiled plugins) so they run on CPU and GPU alike.
+
+Three modes share the networks (Vu et al. 2023 naming; the DatasetGAN backbone is ``image``):
+
+- ``"image"``: the generator draws ``image_channels`` channels.
+- ``"paired"`` (B-SG): ``image_channels`` image channels followed by ``mask_channels`` mask channels,
+  the paired encoding of :class:`monai_synth.transforms.EncodePaired`, generated and judged together.
+- ``"mask"`` (M-SG): only the ``mask_channels`` mask channels.
+
+Feature maps for the DatasetGAN style interpreter are a first-class output: ``generator(z,
+return_features=True)`` returns a :class:`StyleGAN2Output` whose ``features`` lists two maps per
+resolution block, coarse to fine (the 4 x 4 block: the learned constant and its first convolution;
+every other block: its upsampling convolution and its second convolution).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from monai_synth.networks.blocks import MinibatchStdDev
+from monai_synth.networks.blocks.equalized import EqualizedConv2d, EqualizedLinear
+from monai_synth.networks.blocks.fir import FIRUpsample2d
+from monai_synth.networks.blocks.modulated import NOISE_MODES, FromImage, StyleLayer, ToImage
+
+__all__ = [
+    "STYLEGAN2_MODES",
+    "MappingNetwork",
+    "StyleGAN2Output",
+    "StyleGAN2Generator",
+    "StyleGAN2Discriminator",
+    "stylegan2_channels",
+    "mode_channels",
+]
+
+STYLEGAN2_MODES = ("image", "paired", "mask")
+
+
+def mode_channels(mode: str, image_channels: int, mask_channels: int) -> int:
+    """Number of generated / discriminated channels in a mode (see the module docstring)."""
+    if mode not in STYLEGAN2_MODES:
+        raise ValueError(f"mode must be one of {STYLEGAN2_MODES}, got {mode!r}.")
+    if mode in ("paired", "mask") and mask_channels < 1:
+        raise ValueError(f"mode {mode!r} needs mask_channels >= 1, got {mask_channels}.")
+    if mode in ("image", "paired") and image_channels < 1:
+        raise ValueError(f"mode {mode!r} needs image_channels >= 1, got {image_channels}.")
+    return {"image": image_channels, "paired": image_channels + mask_channels, "mask": mask_channels}[mode]
+
+
+def _check_resolution(owner: str, image_size: int) -> int:
+    if isinstance(image_size, bool) or int(image_size) != image_size:
+        raise ValueError(f"{owner}: image_size must be an integer, got {image_size!r}.")
+    image_size = int(image_size)
+    if image_size < 8 or image_size > 1024 or image_size & (image_size - 1):
+        raise ValueError(f"{owner}: image_size must be a power of two in [8, 1024], got {image_size}.")
+    return image_size
+
+
+def stylegan2_channels(resolution: int, channel_base: int, channel_max: int) -> int:
+    """Feature maps at a resolution: ``min(channel_base // resolution, channel_max)`` (at least 1)."""
+    return max(1, min(channel_base // resolution, channel_max))
+
+
+class MappingNetwork(nn.Module):
+    """``z -> w``: 2nd-moment normalisation of z, then ``num_layers`` equalised FC layers (lr multiplier 0.01).
+
+    Tracks the moving average ``w_avg`` of w during training (decay ``w_avg_beta``) for the truncation trick.
+    """
+
+    def __init__(
+        self, z_dim: int, w_dim: int, num_layers: int = 8, lr_multiplier: float = 0.01, w_avg_beta: float = 0.995
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"MappingNetwork: num_layers must be >= 1, got {num_layers}.")
+        dims = [z_dim] + [w_dim] * num_layers
+        self.layers = nn.Sequential(
+            *[EqualizedLinear(a, b, lr_multiplier=lr_multiplier, activation=True) for a, b in zip(dims[:-1], dims[1:])]
+        )
+        self.w_avg_beta = w_avg_beta
+        self.register_buffer("w_avg", torch.zeros(w_dim))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, update_w_avg: bool | None = None) -> torch.Tensor:
+        z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        w = self.layers(z)
+        if self.training if update_w_avg is None else update_w_avg:
+            with torch.no_grad():
+                self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
+        if truncation_psi != 1.0:
+            w = self.w_avg.to(w.dtype).lerp(w, truncation_psi)
+        return w
+
+
+@dataclass
+class StyleGAN2Output:
+    """What :class:`StyleGAN2Generator` returns with ``return_features=True``.
+
+    Attributes:
+        image: ``(B, out_channels, R, R)`` generated tensor (not clamped; about [-1, 1]).
+        features: two ``(B, C_r, r, r)`` maps per resolution ``r = 4 .. R``, coarse to fine.
+        ws: the ``(B, num_ws, w_dim)`` per-layer latents that produced it (w+).
+    """
+
+    image: torch.Tensor
+    features: list[torch.Tensor]
+    ws: torch.Tensor
+
+
+class StyleGAN2Generator(nn.Module):
+    """StyleGAN2 generator (config F architecture, skip outputs) for image, paired or mask mode.
+
+    Args:
+        image_size: output side, a power of two in [8, 1024].
+        image_channels: image channels ``C`` (1 for CT/X-ray, more for multi-modal MRI).
+        mask_channels: mask channels ``M`` of the paired encoding (1 for a binary mask, ``K`` one-hot
+            channels for ``K`` classes); unused in image mode.
+        mode: ``"image"``, ``"paired"`` (B-SG) or ``"mask"`` (M-SG).
+        z_dim: latent size (512 in the paper).
+        w_dim: intermediate latent size (512).
+        mapping_layers: mapping depth (8 in StyleGAN2; StyleGAN2-ADA's small-data configs use 2).
+        channel_base: feature maps at resolution ``r`` are ``min(channel_base // r, channel_max)``
+            (32768 and 512 for config F; e.g. 2048 and 128 for a CPU-sized model).
+        channel_max: see ``channel_base``.
+
+    ``forward(z)`` returns the generated tensor so the network drops into code written for any
+    ``z -> image`` generator (sample grids, the paired generation inferer); ``return_features=True``
+    returns a :class:`StyleGAN2Output` with the per-layer feature maps.
+
+    Example::
+
+        g = StyleGAN2Generator(64, image_channels=1, mask_channels=1, mode="paired", z_dim=64, w_dim=64,
+                               channel_base=1024, channel_max=64)
+        out = g(torch.randn(2, 64), noise_mode="const", return_features=True)
+        out.image.shape            # (2, 2, 64, 64)
+        [f.shape[-1] for f in out.features]   # [4, 4, 8, 8, 16, 16, 32, 32, 64, 64]
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        image_channels: int = 1,
+        mask_channels: int = 0,
+        mode: str = "image",
+        z_dim: int = 512,
+        w_dim: int = 512,
+        mapping_layers: int = 8,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+    ) -> None:
+        super().__init__()
+        self.image_size = _check_resolution("StyleGAN2Generator", image_size)
+        self.out_channels = mode_channels(mode, image_channels, mask_channels)
+        self._config = {
+            "image_size": self.image_size,
+            "image_channels": int(image_channels),
+            "mask_channels": int(mask_channels),
+            "mode": mode,
+            "z_dim": int(z_dim),
+            "w_dim": int(w_dim),
+            "mapping_layers": int(mapping_layers),
+            "channel_base": int(channel_base),
+            "channel_max": int(channel_max),
+        }
+        self.mode = mode
+        self.image_channels = int(image_channels)
+        self.mask_channels = int(mask_channels)
+        self.z_dim = int(z_dim)
+        self.w_dim = int(w_dim)
+        self.mapping = MappingNetwork(z_dim, w_dim, mapping_layers)
+        log2 = int(math.log2(self.image_size))
+        self.resolutions = [2**i for i in range(2, log2 + 1)]
+        self.num_ws = 2 * log2 - 2
+        ch = {r: stylegan2_channels(r, channel_base, channel_max) for r in self.resolutions}
+        self.const = nn.Parameter(torch.randn(ch[4], 4, 4))
+        self.convs0 = nn.ModuleList()  # upsampling layer of each block (None-like Identity for 4 x 4)
+        self.convs1 = nn.ModuleList()
+        self.to_images = nn.ModuleList()
+        for r in self.resolutions:
+            if r == 4:
+                self.convs0.append(nn.Identity())
+            else:
+                self.convs0.append(StyleLayer(ch[r // 2], ch[r], w_dim, r, up=True))
+            self.convs1.append(StyleLayer(ch[r], ch[r], w_dim, r))
+            self.to_images.append(ToImage(ch[r], self.out_channels, w_dim))
+        self.upsample = FIRUpsample2d()
+        self.feature_channels = [c for r in self.resolutions for c in (ch[r], ch[r])]
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-friendly), stored in checkpoints and exports."""
+        return dict(self._config)
+
+    def sample_z(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(num, z_dim)`` N(0, 1) latents on the network's device."""
+        device = self.const.device
+        return torch.randn(num, self.z_dim, generator=generator).to(device)
+
+    def map(
+        self,
+        z: torch.Tensor,
+        truncation_psi: float = 1.0,
+        style_mixing_prob: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``z -> ws (B, num_ws, w_dim)``; with ``style_mixing_prob`` > 0 (training), each sample switches,
+        with that probability, to the w of a second random z from a random layer on (style mixing regularisation)."""
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"StyleGAN2Generator: z must be (B, {self.z_dim}), got {tuple(z.shape)}.")
+        w = self.mapping(z, truncation_psi)
+        ws = w[:, None].repeat(1, self.num_ws, 1)
+        if style_mixing_prob > 0:
+            b = z.shape[0]
+            cutoff = torch.randint(1, self.num_ws, (b,), generator=generator).to(z.device)
+            use = (torch.rand(b, generator=generator) < style_mixing_prob).to(z.device)
+            cutoff = torch.where(use, cutoff, torch.full_like(cutoff, self.num_ws))
+            w2 = self.mapping(torch.randn(b, self.z_dim, generator=generator).to(z), truncation_psi, update_w_avg=False)
+            layer = torch.arange(self.num_ws, device=z.device)[None, :, None]
+            ws = torch.where(layer >= cutoff[:, None, None], w2[:, None], ws)
+        return ws
+
+    def synthesis(
+        self, ws: torch.Tensor, noise_mode: str = "random", return_features: bool = False
+    ) -> torch.Tensor | StyleGAN2Output:
+        """``ws (B, num_ws, w_dim)`` (or ``(B, w_dim)``, broadcast) -> image, or :class:`StyleGAN2Output`."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
+        if ws.ndim == 2:
+            ws = ws[:, None].repeat(1, self.num_ws, 1)
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(
+                f"StyleGAN2Generator: ws must be (B, {self.num_ws}, {self.w_dim}) or (B, {self.w_dim}), "
+                f"got {tuple(ws.shape)}."
+            )
+        x = self.const[None].expand(ws.shape[0], -1, -1, -1)
+        features: list[torch.Tensor] = []
+        image = None
+        for k, (conv0, conv1, to_image) in enumerate(zip(self.convs0, self.convs1, self.to_images)):
+            if k == 0:
+                features.append(x)
+                x = conv1(x, ws[:, 0], noise_mode)
+            else:
+                x = conv0(x, ws[:, 2 * k - 1], noise_mode)
+                features.append(x)
+                x = conv1(x, ws[:, 2 * k], noise_mode)
+            features.append(x)
+            y = to_image(x, ws[:, 2 * k + 1])
+            image = y if image is None else self.upsample(image) + y
+        if return_features:
+            return StyleGAN2Output(image=image, features=features, ws=ws)
+        return image
+
+    def forward(
+        self,
+        z: torch.Tensor | None = None,
+        ws: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "random",
+        return_features: bool = False,
+    ) -> torch.Tensor | StyleGAN2Output:
+        """Generate from ``z`` ``(B, z_dim)``, or from ``ws`` (w ``(B, w_dim)`` or w+ ``(B, num_ws, w_dim)``)."""
+        if (z is None) == (ws is None):
+            raise ValueError("StyleGAN2Generator: give exactly one of z or ws.")
+        if ws is None:
+            ws = self.map(z, truncation_psi)
+        return self.synthesis(ws, noise_mode, return_features)
+
+
+class _DiscriminatorBlock(nn.Module):
+    """Residual block: two 3 x 3 convs (the second downsampling) plus a 1 x 1 downsampling skip, / sqrt(2)."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = EqualizedConv2d(in_channels, in_channels, 3, activation=True)
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, activation=True, down=True)
+        self.skip = EqualizedConv2d(in_channels, out_channels, 1, bias=False, down=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.skip(x) + self.conv1(self.conv0(x))) * math.sqrt(0.5)
+
+
+class StyleGAN2Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator: from-image, residual blocks down to 4 x 4, minibatch stddev, conv, 2 FC.
+
+    Args:
+        image_size: input side (power of two in [8, 1024]).
+        image_channels / mask_channels / mode: as :class:`StyleGAN2Generator`; the discriminator judges
+            the same channels the generator draws.
+        channel_base / channel_max: feature maps, as the generator.
+        mbstd_group_size: minibatch standard deviation group (4; 0 disables it).
+
+    Returns ``(B, 1)`` logits.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        image_channels: int = 1,
+        mask_channels: int = 0,
+        mode: str = "image",
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        mbstd_group_size: int = 4,
+    ) -> None:
+        super().__init__()
+        self.image_size = _check_resolution("StyleGAN2Discriminator", image_size)
+        self.in_channels = mode_channels(mode, image_channels, mask_channels)
+        self._config = {
+            "image_size": self.image_size,
+            "image_channels": int(image_channels),
+            "mask_channels": int(mask_channels),
+            "mode": mode,
+            "channel_base": int(channel_base),
+            "channel_max": int(channel_max),
+            "mbstd_group_size": int(mbstd_group_size),
+        }
+        log2 = int(math.log2(self.image_size))
+        ch = {2**i: stylegan2_channels(2**i, channel_base, channel_max) for i in range(2, log2 + 1)}
+        self.from_image = FromImage(self.in_channels, ch[self.image_size])
+        self.blocks = nn.Sequential(*[_DiscriminatorBlock(ch[2**i], ch[2 ** (i - 1)]) for i in range(log2, 2, -1)])
+        self.mbstd = MinibatchStdDev(mbstd_group_size) if mbstd_group_size > 0 else None
+        c4 = ch[4]
+        self.conv = EqualizedConv2d(c4 + (1 if self.mbstd is not None else 0), c4, 3, activation=True)
+        self.fc = EqualizedLinear(c4 * 16, c4, activation=True)
+        self.out = EqualizedLinear(c4, 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"StyleGAN2Discriminator: expected (B, {self.in_channels}, {self.image_size}, {self.image_size}) "
+                f"({self._config['mode']} mode), got {tuple(x.shape)}."
+            )
+        x = self.blocks(self.from_image(x))
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.conv(x)
+        return self.out(self.fc(x.flatten(1)))
