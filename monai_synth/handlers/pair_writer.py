@@ -49,12 +49,22 @@ class GeneratedPairWriter:
             raise ValueError("GeneratedPairWriter needs a decollating evaluator (decollate=True).")
         for out, item in zip(outputs, batch):
             name = f"seed_{int(_numpy(item['seed'])):08d}"
-            image, label = _numpy(out[self.image_key]).astype(np.float32), _numpy(out[self.label_key]).astype(np.uint8)
-            self.written.append(save_nifti_atomic(self.output_dir / f"{name}_image.nii.gz", image))
-            save_nifti_atomic(self.output_dir / f"{name}_label.nii.gz", label[0])
-            if self.save_png:
-                save_png_atomic(
-                    self.output_dir / f"{name}_image.png",
-                    np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8),
+            if self.image_key not in out and self.label_key not in out:
+                raise ValueError(
+                    f"GeneratedPairWriter: the output holds neither {self.image_key!r} nor {self.label_key!r}."
                 )
-                save_png_atomic(self.output_dir / f"{name}_label.png", label[0])
+            if self.image_key in out:  # image-only generators (StyleGAN2 image mode) write no label
+                image = _numpy(out[self.image_key]).astype(np.float32)
+                self.written.append(save_nifti_atomic(self.output_dir / f"{name}_image.nii.gz", image))
+                if self.save_png:
+                    save_png_atomic(
+                        self.output_dir / f"{name}_image.png",
+                        np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8),
+                    )
+            if self.label_key in out:  # mask-only generators (M-SG) write no image
+                label = _numpy(out[self.label_key]).astype(np.uint8)
+                path = save_nifti_atomic(self.output_dir / f"{name}_label.nii.gz", label[0])
+                if self.image_key not in out:
+                    self.written.append(path)
+                if self.save_png:
+                    save_png_atomic(self.output_dir / f"{name}_label.png", label[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from ignite.engine import Engine, Events
 
-from monai_synth.transforms import DecodePaired
+from monai_synth.transforms import DecodePairedd
 from monai_synth.utils.io import save_png_atomic
 from monai_synth.utils.visualize import pair_grid
 
@@ -28,6 +28,8 @@ class PairedSampleGridSaver:
         num_classes: ``K`` (decides the mask decoding).
         interval: iterations between grids; a last grid is always written at the end.
         columns: cells per row.
+        mode: what the generator draws: ``"paired"`` (image + mask), ``"image"`` (image only: cells show
+            the image twice, without overlay) or ``"mask"`` (mask channels only: labels on black).
     """
 
     def __init__(
@@ -39,13 +41,17 @@ class PairedSampleGridSaver:
         num_classes: int,
         interval: int = 200,
         columns: int = 4,
+        mode: str = "paired",
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}.")
         self.generator = generator
         self.latents = latents
         self.output_dir = Path(output_dir)
-        self.decode = DecodePaired(image_channels=image_channels, num_classes=num_classes)
+        self.decode = DecodePairedd(
+            "pair", "image", "label", image_channels=image_channels, num_classes=num_classes, mode=mode
+        )
+        self.mode = mode
         self.interval = int(interval)
         self.columns = columns
         self.last_path: Path | None = None
@@ -62,7 +68,9 @@ class PairedSampleGridSaver:
             pairs = self.generator(self.latents.to(device)).float().cpu()
         finally:
             self.generator.train(was_training)
-        images, labels = self.decode(pairs)
+        out = self.decode({"pair": pairs})
+        images = out.get("image", torch.full_like(pairs[:, :1], -1.0))
+        labels = out.get("label", torch.zeros_like(pairs[:, :1], dtype=torch.int64))
         return pair_grid(images, labels, columns=self.columns)
 
     def __call__(self, engine: Engine) -> None:

@@ -6,8 +6,16 @@ from .paired_generation import (
     PairedDatasetFactory,
     PairedGenerationInferer,
     SeedLatents,
+    latent_spec,
     load_generator,
     sample_seed,
 )
 
-__all__ = ["PairedDatasetFactory", "PairedGenerationInferer", "SeedLatents", "load_generator", "sample_seed"]
+__all__ = [
+    "PairedDatasetFactory",
+    "PairedGenerationInferer",
+    "SeedLatents",
+    "latent_spec",
+    "load_generator",
+    "sample_seed",
+]

@@ -25,6 +25,7 @@ __all__ = [
     "PairedDatasetFactory",
     "SeedLatents",
     "load_generator",
+    "latent_spec",
     "sample_seed",
 ]
 
@@ -67,19 +68,33 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     return network.to(device).eval(), config
 
 
+def latent_spec(config: dict[str, Any]) -> tuple[int, str]:
+    """``(latent size, "uniform" | "normal")`` of an exported generator's config.
+
+    StyleGAN2 exports store ``{"latent": {"dim", "distribution"}}``; DCGAN exports (U[-1, 1]) have only
+    ``generator.latent_dim``.
+    """
+    latent = config.get("latent")
+    if latent:
+        return int(latent["dim"]), str(latent.get("distribution", "uniform"))
+    return int(config["generator"]["latent_dim"]), "uniform"
+
+
 class SeedLatents:
     """``prepare_batch`` for MONAI evaluators: a batch ``{"seed": (B,)}`` -> latents of those seeds.
 
     Args:
         latent_dim: latent size of the generator.
+        distribution: ``"uniform"`` (DCGAN) or ``"normal"`` (StyleGAN2).
     """
 
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, distribution: str = "uniform") -> None:
         self.latent_dim = int(latent_dim)
+        self.distribution = distribution
 
     def __call__(self, batchdata: dict, device: str | torch.device | None = None, non_blocking: bool = False, **kwargs):
         seeds = [int(s) for s in torch.as_tensor(batchdata["seed"]).reshape(-1)]
-        return latents_from_seeds(seeds, self.latent_dim, device=device), None
+        return latents_from_seeds(seeds, self.latent_dim, device=device, distribution=self.distribution), None
 
 
 class PairedGenerationInferer(Inferer):
@@ -88,11 +103,19 @@ class PairedGenerationInferer(Inferer):
     ``inferer(latents (B, latent_dim), network) -> (B, C + M, H, W)`` in [-1, 1] under ``no_grad``;
     decoding and post-processing belong to the evaluator's ``postprocessing`` (``DecodePairedd``,
     ``PostprocessMaskd``) so they can be swapped in the config.
+
+    Args:
+        network_kwargs: extra keyword arguments for every network call (e.g. ``{"truncation_psi": 0.7}``
+            for a StyleGAN2 generator).
     """
+
+    def __init__(self, network_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.network_kwargs = dict(network_kwargs or {})
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         with torch.no_grad():
-            return network(inputs, *args, **kwargs).float()
+            return network(inputs, *args, **{**self.network_kwargs, **kwargs}).float()
 
 
 def _sha256(path: Path) -> str:
@@ -185,7 +208,13 @@ class PairedDatasetFactory:
         data = self.config.get("data", {})
         self.image_channels = int(data["image_channels"])
         self.num_classes = int(data["num_classes"])
-        self.latent_dim = int(self.config["generator"]["latent_dim"])
+        mode = self.config.get("generator", {}).get("mode", "paired")
+        if mode != "paired":
+            raise ValueError(
+                f"{self.generator_path} is a {mode}-mode generator: it does not draw image + mask pairs. The "
+                "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired)."
+            )
+        self.latent_dim, self.latent_distribution = latent_spec(self.config)
         if num_components == "auto":
             num_components = max(data.get("components_per_class") or [1])
         elif isinstance(num_components, bool) or not isinstance(num_components, int) or num_components < 1:
@@ -247,7 +276,15 @@ class PairedDatasetFactory:
         for first in range(start, stop, self.batch_size):
             indices = list(range(first, min(first + self.batch_size, stop)))
             seeds = [sample_seed(self.seed, i) for i in indices]
-            pairs = self.network(latents_from_seeds(seeds, self.latent_dim, device=self.device)).float().cpu()
+            pairs = (
+                self.network(
+                    latents_from_seeds(
+                        seeds, self.latent_dim, device=self.device, distribution=self.latent_distribution
+                    )
+                )
+                .float()
+                .cpu()
+            )
             images, labels = self.decode(pairs)
             for k, (index, sample) in enumerate(zip(indices, seeds)):
                 entries.append(self._finish_pair(index, sample, images[k].numpy(), labels[k].numpy(), dedup))

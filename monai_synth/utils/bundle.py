@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_overrides", "resolve_device"]
+__all__ = ["check_overrides", "check_choice", "resolve_device"]
 
 # arguments of `python -m monai.bundle run` itself, never config keys
 _RUN_ARGUMENTS = {"run_id", "init_id", "final_id", "meta_file", "config_file", "logging_file", "tracking", "args_file"}
@@ -106,3 +106,14 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device} was asked for but CUDA is not available; use --device cpu.")
     return device
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> bool:
+    """Refuse a setting outside its allowed values, naming the setting and the choices.
+
+    Returns:
+        True (so it can sit in an ``initialize`` list).
+    """
+    if value not in tuple(choices):
+        raise ValueError(f"--{name} must be one of {list(choices)}, got {value!r}.")
+    return True

@@ -7,22 +7,22 @@ generate from it, resume it, and feed it bad input.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from bundle_helpers import PNG_MAGIC, REPO, SCHEMA
+from bundle_helpers import bundle as _bundle
+from bundle_helpers import failed_with as _failed_with
+from bundle_helpers import ok as _ok
+from bundle_helpers import with_overrides as _with
 from monai.data import load_decathlon_datalist
 
-REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "bundles" / "paired_dcgan" / "configs"
-SCHEMA = REPO.parent / "shared" / "schemas" / "bundle_metadata_schema.json"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 TINY = [
     "--image_size", "32", "--latent_dim", "8", "--generator_channels", "[16, 8]",
@@ -32,36 +32,8 @@ TINY = [
 ]  # fmt: skip
 
 
-def _with(args: list[str], **changes: str) -> list[str]:
-    """``args`` with the values of the named ``--key value`` overrides replaced."""
-    out = list(args)
-    for key, value in changes.items():
-        out[out.index(f"--{key}") + 1] = value
-    return out
-
-
-def _bundle(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def _run(config: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return _bundle(["run", "--config_file", str(CONFIGS / config), *overrides], cwd=cwd)
-
-
-def _ok(result: subprocess.CompletedProcess) -> None:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
-def _failed_with(result: subprocess.CompletedProcess, *phrases: str) -> None:
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out[-2000:]
-    for phrase in phrases:
-        assert phrase in out, f"{phrase!r} not in output:\n{out[-3000:]}"
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from .stylegan2 import (
     StyleGAN2Discriminator,
     StyleGAN2Generator,
     StyleGAN2Output,
+    mode_channel_range,
     mode_channels,
     stylegan2_channels,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "StyleGAN2Discriminator",
     "StyleGAN2Output",
     "mode_channels",
+    "mode_channel_range",
     "stylegan2_channels",
     "MIN_FEATURE_SIZE",
     "PairedDCGANGenerator",

@@ -39,6 +39,7 @@ __all__ = [
     "StyleGAN2Discriminator",
     "stylegan2_channels",
     "mode_channels",
+    "mode_channel_range",
 ]
 
 STYLEGAN2_MODES = ("image", "paired", "mask")
@@ -53,6 +54,13 @@ def mode_channels(mode: str, image_channels: int, mask_channels: int) -> int:
     if mode in ("image", "paired") and image_channels < 1:
         raise ValueError(f"mode {mode!r} needs image_channels >= 1, got {image_channels}.")
     return {"image": image_channels, "paired": image_channels + mask_channels, "mask": mask_channels}[mode]
+
+
+def mode_channel_range(mode: str, image_channels: int, mask_channels: int) -> tuple[int, int]:
+    """``(start, stop)`` of the channels a mode models within a paired ``image + mask`` tensor."""
+    n = mode_channels(mode, image_channels, mask_channels)
+    start = image_channels if mode == "mask" else 0
+    return start, start + n
 
 
 def _check_resolution(owner: str, image_size: int) -> int:
@@ -226,9 +234,15 @@ class StyleGAN2Generator(nn.Module):
         return ws
 
     def synthesis(
-        self, ws: torch.Tensor, noise_mode: str = "random", return_features: bool = False
+        self, ws: torch.Tensor, noise_mode: str | None = None, return_features: bool = False
     ) -> torch.Tensor | StyleGAN2Output:
-        """``ws (B, num_ws, w_dim)`` (or ``(B, w_dim)``, broadcast) -> image, or :class:`StyleGAN2Output`."""
+        """``ws (B, num_ws, w_dim)`` (or ``(B, w_dim)``, broadcast) -> image, or :class:`StyleGAN2Output`.
+
+        ``noise_mode`` ``None`` means ``"random"`` in training mode and ``"const"`` in eval mode, so an
+        eval-mode generator is a deterministic function of its latents (reproducible generation per seed).
+        """
+        if noise_mode is None:
+            noise_mode = "random" if self.training else "const"
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}.")
         if ws.ndim == 2:
@@ -261,10 +275,14 @@ class StyleGAN2Generator(nn.Module):
         z: torch.Tensor | None = None,
         ws: torch.Tensor | None = None,
         truncation_psi: float = 1.0,
-        noise_mode: str = "random",
+        noise_mode: str | None = None,
         return_features: bool = False,
     ) -> torch.Tensor | StyleGAN2Output:
-        """Generate from ``z`` ``(B, z_dim)``, or from ``ws`` (w ``(B, w_dim)`` or w+ ``(B, num_ws, w_dim)``)."""
+        """Generate from ``z`` ``(B, z_dim)``, or from ``ws`` (w ``(B, w_dim)`` or w+ ``(B, num_ws, w_dim)``).
+
+        ``noise_mode``: ``"random"``, ``"const"`` or ``"none"``; ``None`` picks ``"random"`` in training mode
+        and ``"const"`` in eval mode.
+        """
         if (z is None) == (ws is None):
             raise ValueError("StyleGAN2Generator: give exactly one of z or ws.")
         if ws is None:

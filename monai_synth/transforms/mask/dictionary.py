@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 
+import numpy as np
+import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.transforms import MapTransform
 
@@ -142,6 +144,9 @@ class DecodePairedd(MapTransform):
         label_key: where the int64 labels ``(1, H, W)`` go.
         image_channels, num_classes, threshold, spatial_dims: see :class:`DecodePaired`.
         allow_missing_keys: don't raise if ``key`` is missing.
+        mode: what ``d[key]`` holds: ``"paired"`` (image + mask channels), ``"image"`` (image channels only:
+            only ``image_key`` is written, clamped to [-1, 1]) or ``"mask"`` (mask channels only: only
+            ``label_key`` is written) -- the three StyleGAN2 modes.
 
     Example::
 
@@ -160,17 +165,37 @@ class DecodePairedd(MapTransform):
         threshold: float = 0.0,
         spatial_dims: int = 2,
         allow_missing_keys: bool = False,
+        mode: str = "paired",
     ) -> None:
         super().__init__(key, allow_missing_keys)
+        if mode not in ("paired", "image", "mask"):
+            raise ValueError(f"DecodePairedd: mode must be 'paired', 'image' or 'mask', got {mode!r}.")
         self.image_key, self.label_key = image_key, label_key
+        self.mode = mode
+        self.spatial_dims = spatial_dims
         self.decoder = DecodePaired(
-            image_channels=image_channels, num_classes=num_classes, threshold=threshold, spatial_dims=spatial_dims
+            image_channels=image_channels if mode == "paired" else 1,
+            num_classes=num_classes,
+            threshold=threshold,
+            spatial_dims=spatial_dims,
         )
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[self.image_key], d[self.label_key] = self.decoder(d[key])
+            x = d[key]
+            if self.mode == "image":
+                d[self.image_key] = x.clamp(-1, 1) if isinstance(x, torch.Tensor) else np.clip(x, -1, 1)
+            elif self.mode == "mask":
+                axis = 0 if x.ndim == self.spatial_dims + 1 else 1
+                # a blank image channel in front, so the paired decoder reads the mask channels
+                if isinstance(x, torch.Tensor):
+                    x = torch.cat([torch.full_like(x.narrow(axis, 0, 1), -1), x], axis)
+                else:
+                    x = np.concatenate([np.full_like(np.take(x, [0], axis=axis), -1), x], axis)
+                d[self.label_key] = self.decoder(x)[1]
+            else:
+                d[self.image_key], d[self.label_key] = self.decoder(x)
         return d
 
 
