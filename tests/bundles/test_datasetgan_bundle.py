@@ -106,6 +106,18 @@ def test_inference_writes_reproducible_pairs_per_seed(trained: Path, tmp_path: P
     assert image.min() >= -1 and image.max() <= 1 and set(np.unique(label)) <= {0, 1}
 
 
+def test_generate_factory_on_a_paired_generator(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    ok(_run("generate.json", "--output_dir", str(out), "--num_samples", "6", "--shard_size", "4", "--device", "cpu", cwd=tmp_path))
+    manifest = json.loads((out / "generated" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 6 and len(manifest["pairs"]) == 6
+    datalist = json.loads((out / "generated" / "datalist.json").read_text())["training"]
+    assert len(datalist) == manifest["summary"]["num_kept"] >= 1
+    label = nib.load(out / "generated" / datalist[0]["label"]).get_fdata()
+    assert label.shape == (32, 32) and set(np.unique(label)) <= {0, 1}
+
+
 @pytest.mark.parametrize(("mode", "written"), [("image", {"image"}), ("mask", {"label"})])
 def test_image_and_mask_modes_train_and_infer(mode: str, written: set, tmp_path: Path) -> None:
     out = tmp_path / mode
