@@ -215,6 +215,7 @@ def discover_pairs(
     label_suffix: str = "",
     on_error: str = "raise",
     report: SkipReport | None = None,
+    require_labels: bool = True,
 ) -> list[dict[str, str]]:
     """Pair the files of an images folder with the masks of a labels folder by file name.
 
@@ -239,6 +240,9 @@ def discover_pairs(
             duplicated names and non-image files; ``"skip"`` leaves those out, logs a warning and
             records them in ``report``. Structural problems (missing or empty folders) always raise.
         report: a :class:`SkipReport` that receives the skipped files when ``on_error="skip"``.
+        require_labels: with ``False``, a folder with images but no label sub-folder gives unlabelled
+            items ``{"image", "case_id"}`` (training an image-only GAN); with a label sub-folder the
+            files must still pair.
 
     Returns:
         ``[{"image": abs path, "label": abs path, "case_id": stem}, ...]`` sorted by ``case_id``.
@@ -257,6 +261,22 @@ def discover_pairs(
         raise ValueError(f"{root} is not a folder; give a folder with images/ and labels/ (or a datalist JSON).")
     root = Path(os.path.abspath(root))
     images_folder = _pick_subfolder(root, image_dir, IMAGE_DIR_NAMES, "image")
+    if not require_labels and label_dir is None and not any((root / n).is_dir() for n in LABEL_DIR_NAMES):
+        by_stem, not_images = _scan_folder(images_folder)
+        if not by_stem:
+            raise ValueError(f"The image folder {images_folder} holds no image files.")
+        _skip_or_raise(
+            on_error,
+            report,
+            not_images,
+            f"The image folder {images_folder} holds entries that are not images: "
+            f"[{_format_names(p.name for p, _ in not_images)}]; move them out or pass on_error='skip'.",
+            f"non-image entries in {images_folder}",
+        )
+        duplicated = sorted(stem for stem, paths in by_stem.items() if len(paths) > 1)
+        if duplicated:
+            raise ValueError(f"The image folder {images_folder} has several files named [{_format_names(duplicated)}].")
+        return [{"image": str(paths[0]), "case_id": stem} for stem, paths in sorted(by_stem.items())]
     labels_folder = _pick_subfolder(root, label_dir, LABEL_DIR_NAMES, "label")
 
     scans = {}
@@ -448,6 +468,7 @@ def resolve_dataset(
     key: str = "training",
     on_error: str = "raise",
     report: SkipReport | None = None,
+    require_labels: bool = True,
 ) -> list[dict[str, Any]]:
     """Turn a dataset given as a datalist JSON or a folder into paired items.
 
@@ -465,6 +486,7 @@ def resolve_dataset(
         key: datalist key to read (cases 1-3).
         on_error: ``"raise"`` or ``"skip"``, passed on.
         report: :class:`SkipReport` receiving skipped entries, passed on.
+        require_labels: ``False`` accepts unlabelled images (items without ``"label"``).
 
     Returns:
         Paired items ``[{"image", "label", "case_id"}, ...]`` with absolute paths.
@@ -481,15 +503,15 @@ def resolve_dataset(
     if source.is_file():
         if source.suffix.lower() != ".json":
             raise ValueError(f"Dataset {source} is a file but not a datalist JSON; give a .json datalist or a folder.")
-        return load_datalist(source, key=key, on_error=on_error, report=report)
+        return load_datalist(source, key=key, on_error=on_error, report=report, require_label=require_labels)
     datalist = source / "datalist.json"
     if datalist.is_file():
         logger.info("Using datalist %s (preferred over image/mask sub-folders).", datalist)
-        return load_datalist(datalist, key=key, on_error=on_error, report=report)
+        return load_datalist(datalist, key=key, on_error=on_error, report=report, require_label=require_labels)
     decathlon = source / "dataset.json"
     if decathlon.is_file():
         content = read_json(decathlon)
         if isinstance(content, dict) and isinstance(content.get(key), list) and content[key]:
             logger.info("Using decathlon datalist %s.", decathlon)
-            return load_datalist(decathlon, key=key, on_error=on_error, report=report)
-    return discover_pairs(source, on_error=on_error, report=report)
+            return load_datalist(decathlon, key=key, on_error=on_error, report=report, require_label=require_labels)
+    return discover_pairs(source, on_error=on_error, report=report, require_labels=require_labels)

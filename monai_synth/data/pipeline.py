@@ -132,6 +132,9 @@ class PairedSliceDataset(Dataset):
         seed: first phantom seed.
         cache_dir: on-disk cache of volume slices (see :func:`~monai_synth.data.slicing.extract_slices`).
         max_items: keep only the first ``max_items`` items (quick runs); ``None`` keeps all.
+        require_labels: ``False`` also accepts images without masks (a folder with only ``images/``, or
+            datalist entries without ``"label"``), each given a blank background mask: for image-only
+            GANs (the DatasetGAN backbone). ``summary["unlabelled_items"]`` counts them.
 
     Attributes:
         num_classes: ``K``.
@@ -162,6 +165,7 @@ class PairedSliceDataset(Dataset):
         seed: int = 0,
         cache_dir: str | Path | None = None,
         max_items: int | None = None,
+        require_labels: bool = True,
     ) -> None:
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
@@ -175,11 +179,15 @@ class PairedSliceDataset(Dataset):
             phantom_binary,
             seed,
             image_size,
+            require_labels,
         )
         if max_items is not None:
             raw = raw[: int(max_items)]
         if not raw:
             raise ValueError(f"No image/mask pairs found in {source}.")
+        unlabelled = [item for item in raw if item.get("label") is None]
+        for item in unlabelled:  # image-only data (require_labels=False): a blank background mask
+            item["label"] = np.zeros((1, *np.asarray(item["image"]).shape[1:]), dtype=np.uint8)
         self._check_channels(raw)
 
         if mask_mapping is not None or mask_threshold is not None:
@@ -243,11 +251,21 @@ class PairedSliceDataset(Dataset):
             "slice_axis": slice_axis,
             "keep_labels": list(keep_labels) if keep_labels else None,
             "components_per_class": typical_components(items, self.num_classes),
+            "unlabelled_items": len(unlabelled),
         }
 
     @staticmethod
     def _load_raw(
-        dataset_dir, key, slice_axis, keep_labels, cache_dir, phantom_samples, phantom_binary, seed, image_size
+        dataset_dir,
+        key,
+        slice_axis,
+        keep_labels,
+        cache_dir,
+        phantom_samples,
+        phantom_binary,
+        seed,
+        image_size,
+        require_labels=True,
     ):
         if dataset_dir is None or str(dataset_dir) in ("", "None", "phantom"):
             if phantom_samples < 1:
@@ -267,7 +285,7 @@ class PairedSliceDataset(Dataset):
         source = Path(dataset_dir)
         if not source.exists():
             raise FileNotFoundError(f"dataset_dir {source} does not exist.")
-        pairs = resolve_dataset(source, key=key)
+        pairs = resolve_dataset(source, key=key, require_labels=require_labels)
         if slice_axis == "auto":
             slice_axis = None if _is_2d_file(_first(pairs[0]["image"])) else 2
         raw = extract_slices(pairs, axis=slice_axis, keep_labels=keep_labels, cache_dir=cache_dir)

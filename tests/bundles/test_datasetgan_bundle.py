@@ -109,7 +109,20 @@ def test_inference_writes_reproducible_pairs_per_seed(trained: Path, tmp_path: P
 def test_generate_factory_on_a_paired_generator(trained: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(trained, out)
-    ok(_run("generate.json", "--output_dir", str(out), "--num_samples", "6", "--shard_size", "4", "--device", "cpu", cwd=tmp_path))
+    ok(
+        _run(
+            "generate.json",
+            "--output_dir",
+            str(out),
+            "--num_samples",
+            "6",
+            "--shard_size",
+            "4",
+            "--device",
+            "cpu",
+            cwd=tmp_path,
+        )
+    )
     manifest = json.loads((out / "generated" / "manifest.json").read_text())
     assert manifest["num_samples"] == 6 and len(manifest["pairs"]) == 6
     datalist = json.loads((out / "generated" / "datalist.json").read_text())["training"]
@@ -187,6 +200,34 @@ def test_empty_dataset_folder_is_named(tmp_path: Path) -> None:
     failed_with(
         _run("train.json", *TINY, "--dataset_dir", str(empty), "--output_dir", str(tmp_path / "o"), cwd=tmp_path),
         str(empty),
+    )
+
+
+def test_image_mode_trains_on_unlabelled_images_and_mask_mode_needs_masks(tmp_path: Path) -> None:
+    from PIL import Image
+
+    data = tmp_path / "unlabelled"
+    (data / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(data / "images" / f"img_{i}.png")
+    out = tmp_path / "image"
+    tiny = with_overrides(TINY, kimg="0.008")
+    ok(_run("train.json", *tiny, "--dataset_dir", str(data), "--output_dir", str(out), cwd=tmp_path))
+    assert json.loads((out / "summary.json").read_text())["data"]["unlabelled_items"] == 8
+    failed_with(
+        _run(
+            "train.json",
+            *tiny,
+            "--mode",
+            "mask",
+            "--dataset_dir",
+            str(data),
+            "--output_dir",
+            str(tmp_path / "m"),
+            cwd=tmp_path,
+        ),
+        "no label sub-folder",
     )
 
 

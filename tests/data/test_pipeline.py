@@ -104,3 +104,21 @@ def test_hippocampus_volumes_slice_to_three_classes(shared_data: Path, tmp_path:
     ds = PairedSliceDataset(root, image_size=32, keep_labels=[1, 2], max_items=20, cache_dir=tmp_path)
     assert ds.num_classes == 3 and len(ds) == 20
     assert all(np.isin(item["label"], [1, 2]).any() for item in ds.data)
+
+
+def test_image_only_folder_loads_with_blank_masks_when_labels_are_optional(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(tmp_path / "images" / f"case_{i}.png")
+    with pytest.raises(ValueError, match="no label sub-folder"):
+        PairedSliceDataset(tmp_path, image_size=16)  # labels required by default
+    ds = PairedSliceDataset(tmp_path, image_size=16, require_labels=False)
+    assert len(ds) == 3 and ds.summary["unlabelled_items"] == 3
+    item = ds[0]
+    assert item["image"].shape == (1, 16, 16) and -1 <= item["image"].min() < item["image"].max() <= 1
+    assert item["label"].shape == (1, 16, 16) and not item["label"].any()
+    assert [x["case_id"] for x in ds.data] == ["case_0", "case_1", "case_2"]
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.txt"):
+        PairedSliceDataset(tmp_path, image_size=16, require_labels=False)
