@@ -11,11 +11,20 @@ from torch.optim import Optimizer
 
 from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
 
-__all__ = ["PairedGANTrainer", "NonFiniteLossError"]
+__all__ = ["PairedGANTrainer", "NonFiniteLossError", "check_finite_loss"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """A GAN loss became NaN or infinite; raised before any optimiser step so the weights stay clean."""
+
+
+def check_finite_loss(name: str, value: torch.Tensor, iteration: int, advice: str) -> None:
+    """Raise :class:`NonFiniteLossError` naming the loss and the iteration when ``value`` is NaN or infinite."""
+    if not torch.isfinite(value).all():
+        raise NonFiniteLossError(
+            f"{name} is {value.item()} at iteration {iteration}: training stopped before updating the weights, "
+            f"so the last checkpoint is still good. {advice}"
+        )
 
 
 class PairedGANTrainer(Trainer):
@@ -133,12 +142,13 @@ class PairedGANTrainer(Trainer):
             self.grad_scaler.load_state_dict(scaler)
 
     def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value).all():
-            raise NonFiniteLossError(
-                f"{name} is {value.item()} at iteration {self.state.iteration}: training stopped before "
-                "updating the weights, so the last checkpoint is still good. Lower the learning rate, check "
-                "the data for NaN/inf values, or resume from the last checkpoint with another seed."
-            )
+        check_finite_loss(
+            name,
+            value,
+            self.state.iteration,
+            "Lower the learning rate, check the data for NaN/inf values, or resume from the last checkpoint "
+            "with another seed.",
+        )
 
     def _iteration(self, engine: PairedGANTrainer, batchdata: dict[str, Any]) -> dict[str, float]:
         if batchdata is None or engine.pair_key not in batchdata:

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 
 from monai_synth.losses import PathLengthPenalty, d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
-from .paired_gan_trainer import NonFiniteLossError
+from .paired_gan_trainer import check_finite_loss
 
 __all__ = ["StyleGAN2Trainer", "lazy_regularization_optimizer_kwargs"]
 
@@ -42,7 +42,7 @@ class StyleGAN2Trainer(Trainer):
     augmentation of every discriminator input or per-phase optimiser steps, hence a ``Trainer`` subclass.
     The EMA generator and the ADA probability are updated by handlers
     (:class:`monai_synth.handlers.GeneratorEMAHandler`, :class:`monai_synth.handlers.AdaptiveAugmentHandler`).
-    A non-finite loss raises :class:`NonFiniteLossError` before the optimiser step, so the weights and the
+    A non-finite loss raises :class:`~monai_synth.engines.NonFiniteLossError` before the optimiser step, so the weights and the
     last checkpoint stay good. Mixed precision (``amp``) and channels-last memory are used on CUDA only; the
     regularisers always run in float32.
 
@@ -170,12 +170,13 @@ class StyleGAN2Trainer(Trainer):
 
     # ------------------------------------------------------------------ helpers
     def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        if not torch.isfinite(value).all():
-            raise NonFiniteLossError(
-                f"{name} is {value.item()} at iteration {self.state.iteration}: training stopped before "
-                "updating the weights, so the last checkpoint is still good. Lower the learning rate or "
-                "r1_gamma, check the data for NaN/inf values, or resume from the last checkpoint."
-            )
+        check_finite_loss(
+            name,
+            value,
+            self.state.iteration,
+            "Lower the learning rate or r1_gamma, check the data for NaN/inf values, or resume from the last "
+            "checkpoint.",
+        )
 
     def _z(self, num: int) -> torch.Tensor:
         z = torch.randn(num, self.g_network.z_dim, generator=self.latent_generator)
