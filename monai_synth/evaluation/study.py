@@ -461,8 +461,10 @@ class SyntheticEvaluationStudy:
         real_dataset_dir: real data (datalist JSON or folder, see
             :class:`~monai_synth.data.pipeline.PairedSliceDataset`); ``None`` -> the built-in phantom.
         synthetic_datalist: one or several generated sets (``datalist.json`` files or their folders,
-            e.g. the output of the ``paired_dcgan`` bundle's ``generate.json``). ``None`` with the phantom
-            as real data -> phantoms of other seeds stand in for a generated set.
+            e.g. the output of the ``paired_dcgan`` bundle's ``generate.json``), or ``{name: path}`` to
+            name them in the arms and the report (e.g. ``{"dcgan": ..., "stylegan2": ...}``; otherwise
+            the folder name is used). ``None`` with the phantom as real data -> phantoms of other seeds
+            stand in for a generated set.
         arms: subset of ``["real", "synthetic", "hybrid"]``.
         num_synthetic: sizes ``N`` of the generated training subsets (a sweep); ``None`` -> the whole pool.
         augmentation: ``False``, ``True``, or ``[False, True]`` to run every arm both ways.
@@ -519,7 +521,7 @@ class SyntheticEvaluationStudy:
         self,
         output_dir: str | os.PathLike = "runs/synthetic_evaluation",
         real_dataset_dir: str | os.PathLike | None = None,
-        synthetic_datalist: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        synthetic_datalist: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, str] | None = None,
         arms: Sequence[str] | str = ARM_KINDS,
         num_synthetic: Sequence[int] | int | None = (20, 100),
         augmentation: bool | Sequence[bool] = False,
@@ -558,7 +560,12 @@ class SyntheticEvaluationStudy:
     ) -> None:
         self.output_dir = Path(output_dir)
         self.real_dataset_dir = _optional_path(real_dataset_dir)
-        self.synthetic_datalists = [str(p) for p in _as_list(synthetic_datalist)]
+        if isinstance(synthetic_datalist, Mapping):
+            self.synthetic_names = [_safe_name(str(k)) for k in synthetic_datalist]
+            self.synthetic_datalists = [str(p) for p in synthetic_datalist.values()]
+        else:
+            self.synthetic_datalists = [str(p) for p in _as_list(synthetic_datalist)]
+            self.synthetic_names = [None] * len(self.synthetic_datalists)
         self.arm_kinds = [str(a).strip().lower() for a in _as_list(arms)]
         self.num_synthetic = [_as_int(n, "num_synthetic", 1) for n in _as_list(num_synthetic)]
         augmentation_list = (
@@ -668,7 +675,7 @@ class SyntheticEvaluationStudy:
     def _synthetic_sources(self) -> list[tuple[str | None, str]]:
         """``(name or None, datalist path)`` of every generated set; the phantom stand-in is written here."""
         if self.synthetic_datalists or not self._uses_phantom_standin():
-            return [(None, p) for p in self.synthetic_datalists]
+            return list(zip(self.synthetic_names, self.synthetic_datalists))
         size = max(32, min(512, self.image_size))
         folder = (
             self.output_dir

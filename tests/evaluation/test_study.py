@@ -119,6 +119,18 @@ def test_leakage_between_generated_training_pairs_and_real_test_is_refused(tmp_p
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+def test_generated_sets_are_named_by_a_mapping_or_their_folders(tmp_path: Path) -> None:
+    from monai_synth.data import PairedSliceDataset
+
+    a = write_phantom_dataset(tmp_path / "a" / "generated", 4, image_size=32, seed=500)
+    b = write_phantom_dataset(tmp_path / "b" / "generated", 4, image_size=32, seed=600)
+    real = PairedSliceDataset(None, 32, phantom_samples=6)
+    named = SyntheticEvaluationStudy(tmp_path / "o1", synthetic_datalist={"dcgan": a, "stylegan2": b}, **TINY)
+    assert list(named._load_generated(real)) == ["dcgan", "stylegan2"]
+    unnamed = SyntheticEvaluationStudy(tmp_path / "o2", synthetic_datalist=[a, b], **TINY)
+    assert list(unnamed._load_generated(real)) == ["generated", "generated_2"]
+
+
 def test_generated_label_set_must_match(tmp_path: Path) -> None:
     binary = write_phantom_dataset(tmp_path / "binary", 4, image_size=32, seed=500, binary=True)
     study = SyntheticEvaluationStudy(tmp_path / "out", synthetic_datalist=binary, phantom_samples=6, **TINY)
