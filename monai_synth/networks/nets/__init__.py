@@ -10,6 +10,7 @@ from .dcgan import (
     latents_from_seeds,
     sample_latents,
 )
+from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
 from .stylegan2 import (
     STYLEGAN2_MODES,
     MappingNetwork,
@@ -22,6 +23,9 @@ from .stylegan2 import (
 )
 
 __all__ = [
+    "PixelClassifierEnsemble",
+    "jensen_shannon_disagreement",
+    "majority_vote",
     "STYLEGAN2_MODES",
     "MappingNetwork",
     "StyleGAN2Generator",
