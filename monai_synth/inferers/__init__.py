@@ -1,4 +1,4 @@
-"""Inferers (MONAI ``Inferer`` subclasses) and the paired-generation factory."""
+"""Inferers (MONAI ``Inferer`` subclasses), the paired-generation factory and the style interpreter."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .paired_generation import (
     load_generator,
     sample_seed,
 )
+from .style_interpreter import StyleInterpreterInferer, image_uncertainty_score, train_style_interpreter
 
 __all__ = [
     "PairedDatasetFactory",
@@ -18,4 +19,7 @@ __all__ = [
     "latent_spec",
     "load_generator",
     "sample_seed",
+    "StyleInterpreterInferer",
+    "image_uncertainty_score",
+    "train_style_interpreter",
 ]
