@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .annotation import export_for_annotation, load_annotations, train_interpreter_from_annotations
 from .paired_generation import (
     PairedDatasetFactory,
     PairedGenerationInferer,
@@ -22,4 +23,7 @@ __all__ = [
     "StyleInterpreterInferer",
     "image_uncertainty_score",
     "train_style_interpreter",
+    "export_for_annotation",
+    "load_annotations",
+    "train_interpreter_from_annotations",
 ]

@@ -277,3 +277,58 @@ def test_trains_on_shenzhen_as_is(shared_data: Path, tmp_path: Path) -> None:
     assert (
         exported["config"]["generator"]["image_channels"] == 1 and exported["config"]["generator"]["mask_channels"] == 1
     )
+
+
+def test_annotation_round_trip_with_the_generators_own_masks(trained: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    ok(_run("export_annotation.json", "--output_dir", str(run), "--num_samples", "8", "--device", "cpu", cwd=tmp_path))
+    export = run / "annotation"
+    manifest = json.loads((export / "manifest.json").read_text())
+    assert len(manifest["ids"]) == 8 and manifest["auto_labels"] and manifest["image_size"] == 32
+    assert (
+        len(list((export / "images").glob("*_image.nii.gz"))) == 8 and len(list((export / "images").glob("*.png"))) == 8
+    )
+    labels = export / "auto_labels"
+    tiny = ["--epochs", "3", "--num_members", "3", "--hidden_channels", "[16, 8]", "--pixels_per_image", "128"]
+    ok(
+        _run(
+            "train_interpreter.json",
+            "--output_dir",
+            str(run),
+            "--labels_dir",
+            str(labels),
+            *tiny,
+            "--device",
+            "cpu",
+            cwd=tmp_path,
+        )
+    )
+    summary = json.loads((run / "interpreter_summary.json").read_text())
+    assert summary["num_train"] == 6 and summary["num_held_out"] == 2
+    assert 0.0 <= summary["held_out_dice"] <= 1.0 and len(summary["loss_history"]) == 3
+    saved = torch.load(run / "interpreter.pt", weights_only=True)
+    assert saved["config"]["num_members"] == 3 and len(saved["held_out_ids"]) == 2
+
+    # bad annotations are named
+    bad = tmp_path / "bad_labels"
+    shutil.copytree(labels, bad)
+    first = sorted(bad.glob("*_label.nii.gz"))[0]
+    nib.save(nib.Nifti1Image(np.zeros((16, 16), np.uint8), np.eye(4)), str(first))
+    failed_with(
+        _run("train_interpreter.json", "--output_dir", str(run), "--labels_dir", str(bad), *tiny, cwd=tmp_path),
+        first.name,
+        "32 x 32",
+    )
+    first.unlink()
+    nib.save(nib.Nifti1Image(np.zeros((32, 32), np.uint8), np.eye(4)), str(bad / "someone_else_label.nii.gz"))
+    failed_with(
+        _run("train_interpreter.json", "--output_dir", str(run), "--labels_dir", str(bad), *tiny, cwd=tmp_path),
+        "someone_else_label.nii.gz",
+    )
+    # another generator than the exported one
+    other = torch.load(run / "generator.pt", weights_only=True)
+    other["state_dict"]["const"] = other["state_dict"]["const"] + 1
+    torch.save(other, run / "other.pt")
+    args = ["--generator_path", str(run / "other.pt"), "--labels_dir", str(labels)]
+    failed_with(_run("train_interpreter.json", "--output_dir", str(run), *args, *tiny, cwd=tmp_path), "sha256 differs")
