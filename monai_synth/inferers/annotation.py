@@ -15,19 +15,21 @@
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.metrics import DiceMetric, MeanIoU
 from monai.networks.utils import one_hot
 
-from monai_synth.handlers.checkpoint import load_checkpoint
 from monai_synth.networks.nets import PixelClassifierEnsemble
 from monai_synth.networks.nets.dcgan import latents_from_seeds
 from monai_synth.transforms import DecodePaired
+from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
 
 from .paired_generation import _sha256, latent_spec, load_generator, sample_seed
 from .style_interpreter import StyleInterpreterInferer, train_style_interpreter
@@ -47,15 +49,15 @@ def export_for_annotation(
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Write generated images + latents + ``manifest.json`` for annotation; returns the manifest."""
-    from monai_synth.utils.io import save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
-
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     generator_path = Path(generator_path)
     generator, config = load_generator(generator_path, device)
     gconfig = config["generator"]
     if "mode" not in gconfig:
-        raise ValueError(f"{generator_path} is not a StyleGAN2 generator: the style interpreter reads StyleGAN2 features.")
+        raise ValueError(
+            f"{generator_path} is not a StyleGAN2 generator: the style interpreter reads StyleGAN2 features."
+        )
     dim, distribution = latent_spec(config)
     out = Path(output_dir)
     seeds = [sample_seed(seed, i) for i in range(num_samples)]
@@ -109,10 +111,6 @@ def load_annotations(
         ValueError: the generator is not the exported one, no mask, masks whose names match no export,
             wrong sizes or label values outside ``0..num_classes-1`` -- each naming the file.
     """
-    import nibabel as nib
-
-    from monai_synth.utils.io import read_json
-
     export_dir, labels_dir = Path(export_dir), Path(labels_dir)
     manifest = read_json(export_dir / "manifest.json")
     if _sha256(Path(generator_path)) != manifest["generator_sha256"]:
@@ -169,12 +167,10 @@ def train_interpreter_from_annotations(
     the held-out mean foreground Dice and mIoU (MONAI ``DiceMetric`` / ``MeanIoU``), the loss curve and the
     peak training memory of the process.
     """
-    from monai_synth.utils.io import torch_save_atomic
-
     device = torch.device(device)
     ids, z, masks = load_annotations(export_dir, labels_dir, generator_path, num_classes)
-    generator, _ = load_generator(generator_path, device)
-    k = int(num_classes or load_checkpoint(generator_path)["config"]["data"]["num_classes"])
+    generator, config = load_generator(generator_path, device)
+    k = int(num_classes or config["data"]["num_classes"])
     order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()
     n_held = int(round(len(ids) * holdout_fraction)) if len(ids) > 1 else 0
     held, train = order[:n_held], order[n_held:]
@@ -204,8 +200,6 @@ def train_interpreter_from_annotations(
         },
         output_path,
     )
-    import resource
-
     return {
         **scores,
         "loss_history": history,
