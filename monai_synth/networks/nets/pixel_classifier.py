@@ -7,10 +7,11 @@ stores every pixel vector, which costs ~160 GB for 16 images at 512 x 512.
 
 Here the first linear layer is split by feature map: with ``W = [W_1 | ... | W_L]``,
 ``W up(concat(f_1..f_L)) = sum_l up(W_l f_l)`` because upsampling (bilinear or nearest) is linear and
-acts on the spatial axes while ``W_l`` acts on channels. So each map is projected at its own, small,
-resolution first (a 1 x 1 convolution), and only the ``n_members * hidden`` projected channels are
-upsampled -- and only at the pixels needed (a random pixel batch in training, a chunk of rows at
-inference). Memory depends on the batch, not on how many images are annotated.
+acts on the spatial axes while ``W_l`` acts on channels. So the order is free per map: a small map is
+projected at its own resolution first (a 1 x 1 convolution) and only the projected channels are
+upsampled, a large map with few channels is upsampled first; and only the pixels needed are ever
+upsampled -- a random pixel batch in training (where the raw features are sampled, then projected), a
+chunk of rows at inference. Memory depends on the batch, not on how many images are annotated.
 
 All ``n`` members are evaluated together (vectorised): their first layers are one 1 x 1 convolution with
 ``n * hidden`` output channels, the later layers batched matrix products with per-member weights,
@@ -138,27 +139,33 @@ class PixelClassifierEnsemble(nn.Module):
                 f"got {channels}: use the generator it was trained with."
             )
 
-    def _projected(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Each map through its block of the first layer at its own resolution: ``(B, n * h1, r, r)``."""
-        self._check_features(features)
-        out, start = [], 0
-        for f in features:
-            c = f.shape[1]
-            w = self.w1[:, :, start : start + c].reshape(-1, c)  # (n * h1, c)
-            out.append(F.conv2d(f, w[:, :, None, None].to(f.dtype)))
-            start += c
-        return out
+    def _first_weight(self, index: int) -> torch.Tensor:
+        """Block of the first layer acting on feature map ``index``: ``(n * h1, c)``."""
+        start = sum(self.feature_channels[:index])
+        c = self.feature_channels[index]
+        return self.w1[:, :, start : start + c].reshape(-1, c)
+
+    def _interpolation(self, r: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """``(size, r)`` matrix ``A`` with ``F.interpolate`` (1D, this ensemble's mode) ``= A @ x``.
+
+        Built by interpolating the identity, so it reproduces PyTorch's weights exactly; 2D bilinear and
+        nearest upsampling are separable: ``up(X) = A @ X @ A.T``.
+        """
+        eye = torch.eye(r, device=device, dtype=dtype)[None]  # (1, r, r): channel c = unit vector e_c
+        kwargs = {"align_corners": False} if self.upsample_mode == "bilinear" else {}
+        mode = "linear" if self.upsample_mode == "bilinear" else "nearest"
+        return F.interpolate(eye, size=size, mode=mode, **kwargs)[0].T  # (size, r)
 
     def _sample(self, maps: torch.Tensor, coords: torch.Tensor, size: int) -> torch.Tensor:
         """Values of ``maps`` upsampled to ``size`` at integer pixels ``coords`` ``(B, P, 2)`` (row, col)."""
-        # pixel centres of the output grid in [-1, 1] (align_corners=False, as F.interpolate)
-        grid = (coords.flip(-1).to(maps.dtype) + 0.5) / size * 2 - 1  # (x, y)
         if self.upsample_mode == "nearest":
             # F.interpolate(nearest) picks floor(i * r / size); reproduce it exactly
             r = maps.shape[-1]
             src = torch.div(coords * r, size, rounding_mode="floor")
             b = torch.arange(maps.shape[0], device=maps.device)[:, None]
             return maps[b, :, src[..., 0], src[..., 1]].permute(0, 2, 1)  # (B, C, P)
+        # pixel centres of the output grid in [-1, 1] (align_corners=False, as F.interpolate)
+        grid = (coords.flip(-1).to(maps.dtype) + 0.5) / size * 2 - 1  # (x, y)
         sampled = F.grid_sample(maps, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
         return sampled[..., 0]  # (B, C, P)
 
@@ -172,27 +179,65 @@ class PixelClassifierEnsemble(nn.Module):
         return torch.baddbmm(self.b3[:, None, :], h, self.w3.transpose(1, 2))  # (n, N, K)
 
     def forward_pixels(self, features: Sequence[torch.Tensor], coords: torch.Tensor, image_size: int) -> torch.Tensor:
-        """Member logits ``(n, B * P, K)`` at pixels ``coords`` ``(B, P, 2)`` of ``image_size`` x ``image_size`` images."""
-        total = None
-        for maps in self._projected(features):
-            values = self._sample(maps, coords, image_size)
-            total = values if total is None else total + values
-        b, c, p = total.shape
-        return self._head(total.permute(0, 2, 1).reshape(b * p, c))
+        """Member logits ``(n, B * P, K)`` at pixels ``coords`` ``(B, P, 2)`` of ``image_size`` x ``image_size`` images.
 
-    def forward(self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int = 32) -> torch.Tensor:
-        """Member logits for every pixel: ``(n, B, K, S, S)``, computed ``rows_per_chunk`` image rows at a time."""
-        projected = self._projected(features)
+        For a pixel batch the raw features are sampled first (a few channels per map, no gradient needed
+        through the frozen generator) and the first layer is one matrix product on ``B * P`` vectors:
+        cheaper than projecting whole maps to ``n * h1`` channels when ``P`` is not much larger than the
+        maps, and its backward pass is a single matrix product.
+        """
+        self._check_features(features)
+        sampled = torch.cat([self._sample(f, coords, image_size) for f in features], dim=1)  # (B, total, P)
+        b, c, p = sampled.shape
+        vectors = sampled.permute(0, 2, 1).reshape(b * p, c)
+        return self._head(vectors @ self.w1.reshape(-1, c).T.to(vectors.dtype))
+
+    def _project_first(self, r: int, c: int, size: int) -> bool:
+        """Whether projecting a ``c``-channel ``r x r`` map before upsampling costs fewer products (per image)."""
+        n1 = self.num_members * self.hidden_channels[0]
+        project_then_upsample = r * r * c * n1 + n1 * size * r * (r + size)
+        upsample_then_project = size * size * c * (n1 + r)
+        return project_then_upsample < upsample_then_project
+
+    def forward(
+        self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int | None = None
+    ) -> torch.Tensor:
+        """Member logits for every pixel: ``(n, B, K, S, S)``, computed a chunk of image rows at a time.
+
+        Each map takes the cheaper of two exact orders: projected to ``n * h1`` channels at its own
+        resolution and then upsampled (small maps), or upsampled and then projected (large maps, few
+        channels); only the rows of the current chunk are ever upsampled.
+
+        Args:
+            rows_per_chunk: image rows per chunk; by default as many as keep a chunk near 16384 pixels
+                over the batch.
+        """
+        self._check_features(features)
         b = features[0].shape[0]
-        device = features[0].device
-        cols = torch.arange(image_size, device=device)
+        if rows_per_chunk is None:
+            rows_per_chunk = max(1, 16384 // (b * image_size))
+        first, late = [], []  # (projected map, A) for project-first maps; (raw map, A, index) for the others
+        for index, f in enumerate(features):
+            r, c = f.shape[-1], f.shape[1]
+            a = self._interpolation(r, image_size, f.device, f.dtype)
+            if self._project_first(r, c, image_size):
+                first.append((F.conv2d(f, self._first_weight(index)[:, :, None, None].to(f.dtype)), a))
+            else:
+                late.append((f, a, index))
+        late_weight = torch.cat([self._first_weight(i) for _, _, i in late], dim=1) if late else None
         chunks = []
         for start in range(0, image_size, rows_per_chunk):
-            rows = torch.arange(start, min(start + rows_per_chunk, image_size), device=device)
-            coords = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(1, -1, 2).expand(b, -1, -1)
-            total = sum(self._sample(maps, coords, image_size) for maps in projected)  # (B, C, P)
-            logits = self._head(total.permute(0, 2, 1).reshape(-1, total.shape[1]))  # (n, B * P, K)
-            chunks.append(logits.reshape(self.num_members, b, len(rows), image_size, -1))
+            rows = slice(start, min(start + rows_per_chunk, image_size))
+            total = None
+            for maps, a in first:  # (B, n*h1, R, S)
+                up = torch.matmul(torch.matmul(a[rows], maps), a.T)
+                total = up if total is None else total + up
+            h = total.permute(0, 2, 3, 1).reshape(-1, total.shape[1]) if total is not None else 0
+            if late:
+                raw = torch.cat([torch.matmul(torch.matmul(a[rows], f), a.T) for f, a, _ in late], dim=1)
+                h = h + raw.permute(0, 2, 3, 1).reshape(-1, raw.shape[1]) @ late_weight.T.to(raw.dtype)
+            logits = self._head(h)  # (n, B * R * S, K)
+            chunks.append(logits.reshape(self.num_members, b, rows.stop - rows.start, image_size, -1))
         return torch.cat(chunks, dim=2).permute(0, 1, 4, 2, 3)
 
     def reference_forward(self, features: Sequence[torch.Tensor], image_size: int) -> torch.Tensor:

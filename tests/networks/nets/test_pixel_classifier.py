@@ -32,11 +32,16 @@ def _ensemble(mode="bilinear"):
     return ens
 
 
+@pytest.mark.parametrize("order", ["cost", "project_first", "upsample_first"])
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("size", [16, 32])
-def test_factored_path_equals_upsample_and_concatenate(mode, size):
+def test_factored_path_equals_upsample_and_concatenate(mode, size, order, monkeypatch):
     features = _features()
     ens = _ensemble(mode).eval()
+    if order != "cost":  # force one order for every map; "cost" mixes them (small maps projected first)
+        monkeypatch.setattr(ens, "_project_first", lambda r, c, s: order == "project_first")
+    else:
+        assert [ens._project_first(f.shape[-1], f.shape[1], size) for f in features] == [True] * 2 + [False] * 4
     with torch.no_grad():
         reference = ens.reference_forward(features, size)
         chunked = ens(features, size, rows_per_chunk=5)  # row chunks that do not divide the size
