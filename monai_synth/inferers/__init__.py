@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from .annotation import export_for_annotation, load_annotations, train_interpreter_from_annotations
+from .interpreter_generation import (
+    InterpreterDatasetFactory,
+    dataset_factory,
+    load_interpreter,
+    resolve_label_source,
+)
 from .paired_generation import (
     PairedDatasetFactory,
     PairedGenerationInferer,
@@ -24,6 +30,10 @@ __all__ = [
     "image_uncertainty_score",
     "train_style_interpreter",
     "export_for_annotation",
+    "InterpreterDatasetFactory",
+    "dataset_factory",
+    "load_interpreter",
+    "resolve_label_source",
     "load_annotations",
     "train_interpreter_from_annotations",
 ]

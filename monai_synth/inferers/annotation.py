@@ -195,6 +195,7 @@ def train_interpreter_from_annotations(
             "state_dict": ensemble.state_dict(),
             "config": ensemble.get_config(),
             "generator_sha256": _sha256(Path(generator_path)),
+            "label_names": read_json(Path(export_dir) / "manifest.json").get("label_names"),
             "train_ids": [ids[i] for i in train],
             "held_out_ids": [ids[i] for i in held],
         },

@@ -208,12 +208,8 @@ class PairedDatasetFactory:
         data = self.config.get("data", {})
         self.image_channels = int(data["image_channels"])
         self.num_classes = int(data["num_classes"])
-        mode = self.config.get("generator", {}).get("mode", "paired")
-        if mode != "paired":
-            raise ValueError(
-                f"{self.generator_path} is a {mode}-mode generator: it does not draw image + mask pairs. The "
-                "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired)."
-            )
+        self.mode = self.config.get("generator", {}).get("mode", "paired")
+        self._check_mode()
         self.latent_dim, self.latent_distribution = latent_spec(self.config)
         if num_components == "auto":
             num_components = max(data.get("components_per_class") or [1])
@@ -232,6 +228,34 @@ class PairedDatasetFactory:
             "id_prefix": id_prefix,
             "save_png": self.save_png,
         }
+
+    def _check_mode(self) -> None:
+        if self.mode != "paired":
+            raise ValueError(
+                f"{self.generator_path} is a {self.mode}-mode generator: it does not draw image + mask pairs. The "
+                "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired); "
+                "for an image-mode StyleGAN2 train a style interpreter (datasetgan train_interpreter.json) and give "
+                "its interpreter.pt to generate.json."
+            )
+
+    def _latents(self, seeds: list[int]) -> torch.Tensor:
+        return latents_from_seeds(seeds, self.latent_dim, device=self.device, distribution=self.latent_distribution)
+
+    def _draw(self, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+        """Pairs of these seeds: ``images (B, C, H, W)`` in [-1, 1], ``labels (B, 1, H, W)`` and, per pair,
+        extra manifest fields (none here)."""
+        images, labels = self.decode(self.network(self._latents(seeds)).float().cpu())
+        return images, labels, [{} for _ in seeds]
+
+    def _select(self, entries: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+        """Run-level selection after every shard exists: ``(entries, summary fields)``; keeps all here."""
+        return entries, {}
+
+    def _label_names(self) -> dict[str, str]:
+        names = self.config.get("data", {}).get("label_names")
+        if not names or len(names) != self.num_classes:
+            names = {str(i): f"label_{i}" for i in range(self.num_classes)}
+        return names
 
     def _check_output_dir(self) -> None:
         marker = self.output_dir / "generation.json"
@@ -276,23 +300,16 @@ class PairedDatasetFactory:
         for first in range(start, stop, self.batch_size):
             indices = list(range(first, min(first + self.batch_size, stop)))
             seeds = [sample_seed(self.seed, i) for i in indices]
-            pairs = (
-                self.network(
-                    latents_from_seeds(
-                        seeds, self.latent_dim, device=self.device, distribution=self.latent_distribution
-                    )
-                )
-                .float()
-                .cpu()
-            )
-            images, labels = self.decode(pairs)
+            images, labels, extras = self._draw(seeds)
             for k, (index, sample) in enumerate(zip(indices, seeds)):
-                entries.append(self._finish_pair(index, sample, images[k].numpy(), labels[k].numpy(), dedup))
+                entries.append(self._finish_pair(index, sample, images[k].numpy(), labels[k].numpy(), dedup, extras[k]))
         record = {"shard": shard, "pairs": entries, "dedup_state": dedup.state_dict() if dedup else None}
         write_json_atomic(self._shard_path(shard), record)
         return record
 
-    def _finish_pair(self, index: int, sample: int, image: np.ndarray, label: np.ndarray, dedup) -> dict:
+    def _finish_pair(
+        self, index: int, sample: int, image: np.ndarray, label: np.ndarray, dedup, extra: dict | None = None
+    ) -> dict:
         pair_id = f"{self.id_prefix}_{index:06d}"
         change = 0.0
         if self.postprocess is not None:
@@ -304,6 +321,7 @@ class PairedDatasetFactory:
             "index": index,
             "seed": sample,
             "postprocess_change": round(float(change), 6),
+            **(extra or {}),
         }
         entry["label_fractions"] = (
             (np.bincount(label.ravel().astype(np.int64), minlength=self.num_classes) / label.size).round(5).tolist()
@@ -355,10 +373,9 @@ class PairedDatasetFactory:
                 dedup.load_state_dict(record["dedup_state"])
             entries += record["pairs"]
         seconds = time.perf_counter() - started
+        entries, selection = self._select(entries)
         kept = [e for e in entries if e["kept"]]
-        label_names = self.config.get("data", {}).get("label_names") or {
-            str(i): f"label_{i}" for i in range(self.num_classes)
-        }
+        label_names = self._label_names()
         summary = {
             "num_generated": len(entries),
             "num_kept": len(kept),
@@ -372,10 +389,22 @@ class PairedDatasetFactory:
             "pairs_per_second": round(len(entries) / seconds, 3) if generated == num_shards and seconds > 0 else None,
             "device": str(self.device),
             "host": platform.node(),
+            **selection,
         }
         write_json_atomic(
             self.output_dir / "manifest.json",
-            {"fingerprint": self.fingerprint, "num_samples": self.num_samples, "summary": summary, "pairs": entries},
+            {
+                "fingerprint": self.fingerprint,
+                "num_samples": self.num_samples,
+                "latent": {
+                    "kind": "z",
+                    "dim": self.latent_dim,
+                    "distribution": self.latent_distribution,
+                    "from": "seed: monai_synth.networks.nets.dcgan.latents_from_seeds([seed], dim, distribution=...)",
+                },
+                "summary": summary,
+                "pairs": entries,
+            },
         )
         write_json_atomic(
             self.output_dir / "datalist.json",

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
+from monai_synth.networks.nets.dcgan import latents_from_seeds
 from monai_synth.networks.nets.pixel_classifier import (
     PixelClassifierEnsemble,
     jensen_shannon_disagreement,
@@ -39,13 +40,23 @@ def image_uncertainty_score(uncertainty: torch.Tensor, top_fraction: float = 0.1
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
-def _features(generator: torch.nn.Module, latents: torch.Tensor, latent_kind: str) -> tuple[torch.Tensor, list]:
+def _features(
+    generator: torch.nn.Module, latents: torch.Tensor, latent_kind: str, truncation_psi: float = 1.0
+) -> tuple[torch.Tensor, list]:
     with torch.no_grad():
         if latent_kind == "z":
-            out = generator(latents, noise_mode="const", return_features=True)
+            out = generator(latents, truncation_psi=truncation_psi, noise_mode="const", return_features=True)
         else:
             out = generator(ws=latents, noise_mode="const", return_features=True)
     return out.image, out.features
+
+
+def _image_channels(generator: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The image channels of a generator output (a paired-mode generator also draws mask channels)."""
+    config = generator.get_config() if hasattr(generator, "get_config") else {}
+    if config.get("mode") == "paired":
+        image = image[:, : int(config["image_channels"])]
+    return image
 
 
 class StyleInterpreterInferer(Inferer):
@@ -53,50 +64,67 @@ class StyleInterpreterInferer(Inferer):
 
     Args:
         generator: a :class:`~monai_synth.networks.nets.StyleGAN2Generator` (eval mode; constant noise).
-        latent_kind: what the inputs are: ``"z"`` ``(B, z_dim)``, or ``"w"`` (``(B, w_dim)`` or w+
-            ``(B, num_ws, w_dim)``).
-        rows_per_chunk: image rows classified at a time (bounds memory).
-        top_fraction: fraction of the most uncertain pixels averaged into ``uncertainty_score``.
+        latent_kind: what the inputs are: ``"z"`` ``(B, z_dim)``; ``"w"`` (``(B, w_dim)`` or w+
+            ``(B, num_ws, w_dim)``); or ``"seed"`` ``(B,)`` integer seeds, turned into z as the generation
+            factory does (:func:`~monai_synth.networks.nets.dcgan.latents_from_seeds`, N(0, 1)).
+        rows_per_chunk: image rows classified at a time (bounds memory); ``None`` picks about 16k pixels
+            per chunk.
+        top_fraction: fraction of the most uncertain pixels averaged into ``uncertainty_score``
+            (DatasetGAN ranks images by the mean of their top 10 %).
+        truncation_psi: truncation of z latents toward the mean w (1 = none).
 
-    ``inferer(latents, ensemble)`` returns ``image (B, C, S, S)``, ``label (B, 1, S, S)`` (majority vote),
-    ``probabilities (B, K, S, S)`` (mean softmax over members), ``uncertainty (B, 1, S, S)`` (per-pixel
-    Jensen-Shannon disagreement) and ``uncertainty_score (B,)``.
+    ``inferer(latents, ensemble)`` returns ``image (B, C, S, S)`` (the image channels; not clamped),
+    ``label (B, 1, S, S)`` (majority vote), ``probabilities (B, K, S, S)`` (mean softmax over members),
+    ``uncertainty (B, 1, S, S)`` (per-pixel Jensen-Shannon disagreement) and ``uncertainty_score (B,)``.
     """
 
     def __init__(
         self,
         generator: torch.nn.Module,
         latent_kind: str = "z",
-        rows_per_chunk: int = 32,
+        rows_per_chunk: int | None = None,
         top_fraction: float = 0.1,
+        truncation_psi: float = 1.0,
     ) -> None:
         super().__init__()
-        if latent_kind not in ("z", "w"):
-            raise ValueError(f"latent_kind must be 'z' or 'w', got {latent_kind!r}.")
+        if latent_kind not in ("z", "w", "seed"):
+            raise ValueError(f"latent_kind must be 'z', 'w' or 'seed', got {latent_kind!r}.")
+        if not 0 < top_fraction <= 1:
+            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
         self.generator = generator
         self.latent_kind = latent_kind
-        self.rows_per_chunk = int(rows_per_chunk)
+        self.rows_per_chunk = rows_per_chunk
         self.top_fraction = float(top_fraction)
+        self.truncation_psi = float(truncation_psi)
 
     def __call__(self, inputs: torch.Tensor, network: PixelClassifierEnsemble, *args: Any, **kwargs: Any) -> dict:
+        kind = self.latent_kind
+        if kind == "seed":
+            seeds = [int(s) for s in torch.as_tensor(inputs).reshape(-1)]
+            inputs = latents_from_seeds(seeds, self.generator.z_dim, device=network.w1.device, distribution="normal")
+            kind = "z"
         was_training = network.training
         network.eval()
         try:
-            image, features = _features(self.generator, inputs, self.latent_kind)
-            size = image.shape[-1]
-            with torch.no_grad():
-                logits = network(features, size, rows_per_chunk=self.rows_per_chunk)  # (n, B, K, S, S)
+            image, features = _features(self.generator, inputs, kind, self.truncation_psi)
+            b, size, k = image.shape[0], image.shape[-1], network.num_classes
+            label = torch.empty(b, size, size, dtype=torch.long, device=image.device)
+            probabilities = torch.empty(b, size, size, k, device=image.device)
+            uncertainty = torch.empty(b, size, size, device=image.device)
+            with torch.no_grad():  # summarise each chunk: member logits never exist for the whole image
+                for rows, logits in network.chunks(features, size, rows_per_chunk=self.rows_per_chunk):
+                    r = rows.stop - rows.start
+                    member_probabilities = logits.softmax(dim=-1)  # (n, B * R * S, K)
+                    label[:, rows] = majority_vote(logits).reshape(b, r, size)
+                    probabilities[:, rows] = member_probabilities.mean(dim=0).reshape(b, r, size, k)
+                    uncertainty[:, rows] = jensen_shannon_disagreement(member_probabilities).reshape(b, r, size)
         finally:
             network.train(was_training)
-        n, b, k = logits.shape[:3]
-        per_member = logits.permute(0, 1, 3, 4, 2).reshape(n, -1, k)  # (n, B * S * S, K)
-        probabilities = per_member.softmax(dim=-1)
-        label = majority_vote(per_member).reshape(b, 1, size, size)
-        uncertainty = jensen_shannon_disagreement(probabilities).reshape(b, 1, size, size)
+        uncertainty = uncertainty[:, None]
         return {
-            "image": image.float(),
-            "label": label,
-            "probabilities": probabilities.mean(dim=0).reshape(b, size, size, k).permute(0, 3, 1, 2),
+            "image": _image_channels(self.generator, image).float(),
+            "label": label[:, None],
+            "probabilities": probabilities.permute(0, 3, 1, 2),
             "uncertainty": uncertainty,
             "uncertainty_score": image_uncertainty_score(uncertainty, self.top_fraction),
         }

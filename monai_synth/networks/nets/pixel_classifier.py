@@ -21,7 +21,7 @@ batch norm per member (one ``BatchNorm1d`` over ``n * hidden`` features).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -146,10 +146,11 @@ class PixelClassifierEnsemble(nn.Module):
         return self.w1[:, :, start : start + c].reshape(-1, c)
 
     def _interpolation(self, r: int, size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """``(size, r)`` matrix ``A`` with ``F.interpolate`` (1D, this ensemble's mode) ``= A @ x``.
+        """``(size, r)`` matrix ``A`` with 1D ``F.interpolate`` (this ensemble's mode) ``= A @ x``.
 
         Built by interpolating the identity, so it reproduces PyTorch's weights exactly; 2D bilinear and
-        nearest upsampling are separable: ``up(X) = A @ X @ A.T``.
+        nearest upsampling are separable, ``up(X) = A @ X @ A.T``, and as matrix products they run at
+        BLAS speed although ``A`` has at most two non-zeros per row.
         """
         eye = torch.eye(r, device=device, dtype=dtype)[None]  # (1, r, r): channel c = unit vector e_c
         kwargs = {"align_corners": False} if self.upsample_mode == "bilinear" else {}
@@ -170,13 +171,31 @@ class PixelClassifierEnsemble(nn.Module):
         return sampled[..., 0]  # (B, C, P)
 
     def _head(self, h: torch.Tensor) -> torch.Tensor:
-        """``(N, n * h1)`` first-layer pre-activations (bias not yet added) -> ``(n, N, K)`` logits."""
+        """``(N, n * h1)`` first-layer pre-activations (bias not yet added) -> ``(n, N, K)`` logits.
+
+        In eval mode without autograd (inference) each bias and batch norm are folded into one scale and
+        shift applied in place with the ReLU, so no second ``N x n * h1`` buffer is made.
+        """
         n, (h1, h2) = self.num_members, self.hidden_channels
-        h = h + self.b1.reshape(1, n * h1)
-        h = F.relu(self.bn1(h)).reshape(-1, n, h1).transpose(0, 1)  # (n, N, h1)
-        h = torch.baddbmm(self.b2[:, None, :], h, self.w2.transpose(1, 2))  # (n, N, h2)
-        h = F.relu(self.bn2(h.transpose(0, 1).reshape(-1, n * h2))).reshape(-1, n, h2).transpose(0, 1)
+        if not torch.is_grad_enabled() and not self.training:
+            (scale1, shift1), (scale2, shift2) = (
+                self._folded_norm(self.bn1, self.b1),
+                self._folded_norm(self.bn2, self.b2),
+            )
+            h = h.mul_(scale1.reshape(-1).to(h.dtype)).add_(shift1.reshape(-1).to(h.dtype)).relu_()
+            h = torch.bmm(h.reshape(-1, n, h1).transpose(0, 1), self.w2.transpose(1, 2).to(h.dtype))  # (n, N, h2)
+            h = h.mul_(scale2[:, None].to(h.dtype)).add_(shift2[:, None].to(h.dtype)).relu_()
+        else:
+            h = F.relu(self.bn1(h + self.b1.reshape(1, n * h1))).reshape(-1, n, h1).transpose(0, 1)  # (n, N, h1)
+            h = torch.baddbmm(self.b2[:, None, :], h, self.w2.transpose(1, 2))  # (n, N, h2)
+            h = F.relu(self.bn2(h.transpose(0, 1).reshape(-1, n * h2))).reshape(-1, n, h2).transpose(0, 1)
         return torch.baddbmm(self.b3[:, None, :], h, self.w3.transpose(1, 2))  # (n, N, K)
+
+    @staticmethod
+    def _folded_norm(bn: nn.BatchNorm1d, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode batch norm after a linear layer with ``bias (n, h)`` as ``x * scale + shift`` (``(n, h)`` each)."""
+        scale = (bn.weight * torch.rsqrt(bn.running_var + bn.eps)).reshape(bias.shape)
+        return scale, bn.bias.reshape(bias.shape) + (bias - bn.running_mean.reshape(bias.shape)) * scale
 
     def forward_pixels(self, features: Sequence[torch.Tensor], coords: torch.Tensor, image_size: int) -> torch.Tensor:
         """Member logits ``(n, B * P, K)`` at pixels ``coords`` ``(B, P, 2)`` of ``image_size`` x ``image_size`` images.
@@ -193,52 +212,109 @@ class PixelClassifierEnsemble(nn.Module):
         return self._head(vectors @ self.w1.reshape(-1, c).T.to(vectors.dtype))
 
     def _project_first(self, r: int, c: int, size: int) -> bool:
-        """Whether projecting a ``c``-channel ``r x r`` map before upsampling costs fewer products (per image)."""
+        """Whether projecting ``c`` channels at resolution ``r`` before upsampling costs fewer products.
+
+        Per image: projecting first costs ``r*r*c*N`` (``N = n * h1``) plus the separable upsampling of
+        ``N`` channels as matrix products, ``N*size*r*(r + size)``; projecting last costs ``size**2*c*N``
+        plus upsampling ``c`` channels.
+        """
         n1 = self.num_members * self.hidden_channels[0]
-        project_then_upsample = r * r * c * n1 + n1 * size * r * (r + size)
-        upsample_then_project = size * size * c * (n1 + r)
-        return project_then_upsample < upsample_then_project
+        upsample = size * r * (r + size)
+        return r * r * c * n1 + upsample * n1 < size * size * c * n1 + upsample * c
+
+    @staticmethod
+    def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Rows ``rows`` of channels-last ``maps (B, r, r, C)`` upsampled by ``A``: ``(B, R, S, C)``.
+
+        Two matrix products on contiguous channels-last data (no transposed copies of the wide result).
+        """
+        b, r, _, c = maps.shape
+        t = torch.matmul(a[rows], maps.reshape(b, r, r * c)).reshape(-1, r, c)  # (B * R, r, C)
+        return torch.matmul(a, t).reshape(b, -1, a.shape[0], c)
 
     def forward(
         self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int | None = None
     ) -> torch.Tensor:
-        """Member logits for every pixel: ``(n, B, K, S, S)``, computed a chunk of image rows at a time.
+        """Member logits for every pixel: ``(n, B, K, S, S)``, computed a chunk of image rows at a time
+        (:meth:`chunks`; consume those directly to keep only per-pixel summaries)."""
+        b = features[0].shape[0]
+        parts = [
+            logits.reshape(self.num_members, b, rows.stop - rows.start, image_size, -1)
+            for rows, logits in self.chunks(features, image_size, rows_per_chunk)
+        ]
+        return torch.cat(parts, dim=2).permute(0, 1, 4, 2, 3)
 
-        Each map takes the cheaper of two exact orders: projected to ``n * h1`` channels at its own
-        resolution and then upsampled (small maps), or upsampled and then projected (large maps, few
-        channels); only the rows of the current chunk are ever upsampled.
+    def chunks(
+        self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int | None = None
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Yield ``(rows, logits)`` per chunk of image rows: member logits ``(n, B * R * S, K)`` of those rows
+        (pixel order: image, row, column).
+
+        Maps are grouped by resolution; each group takes the cheaper of two exact orders (see
+        :meth:`_project_first`): projected to ``n * h1`` channels at its own resolution, summed, and then
+        upsampled (small maps with many channels), or upsampled and then projected (large maps with few
+        channels). Only the rows of the current chunk are ever upsampled, so memory is bounded by the
+        chunk and the projected small maps.
 
         Args:
-            rows_per_chunk: image rows per chunk; by default as many as keep a chunk near 16384 pixels
-                over the batch.
+            rows_per_chunk: image rows per chunk; by default as many as keep a chunk near 2048 pixels over
+                the batch.
         """
         self._check_features(features)
         b = features[0].shape[0]
         if rows_per_chunk is None:
-            rows_per_chunk = max(1, 16384 // (b * image_size))
-        first, late = [], []  # (projected map, A) for project-first maps; (raw map, A, index) for the others
+            rows_per_chunk = max(1, 2048 // (b * image_size))
+        by_resolution: dict[int, list[int]] = {}
         for index, f in enumerate(features):
-            r, c = f.shape[-1], f.shape[1]
-            a = self._interpolation(r, image_size, f.device, f.dtype)
-            if self._project_first(r, c, image_size):
-                first.append((F.conv2d(f, self._first_weight(index)[:, :, None, None].to(f.dtype)), a))
+            by_resolution.setdefault(f.shape[-1], []).append(index)
+        first, late, late_index = [], [], []
+        for r, indices in by_resolution.items():
+            ref = features[indices[0]]
+            a = self._interpolation(r, image_size, ref.device, ref.dtype)
+            channels = sum(features[i].shape[1] for i in indices)
+            if self._project_first(r, channels, image_size):
+                projected = None  # channels-last (B, r, r, n * h1), summed over the maps of this resolution
+                for i in indices:
+                    part = features[i].permute(0, 2, 3, 1) @ self._first_weight(i).T.to(ref.dtype)
+                    projected = part if projected is None else projected.add_(part)
+                first.append((projected, a))
             else:
-                late.append((f, a, index))
-        late_weight = torch.cat([self._first_weight(i) for _, _, i in late], dim=1) if late else None
-        chunks = []
+                late += [(features[i].permute(0, 2, 3, 1).contiguous(), a) for i in indices]
+                late_index += indices
+        late_weight = torch.cat([self._first_weight(i) for i in late_index], dim=1).T if late else None
+        n1 = self.num_members * self.hidden_channels[0]
+        # the column step of every project-first resolution is one product: [A_4 | A_8 | ...] @ [T_4; T_8; ...]
+        a_all = torch.cat([a for _, a in first], dim=1) if first else None  # (S, sum r)
+        buffer = None  # without autograd one buffer serves every chunk (fresh multi-MB tensors cost page faults)
+        if first and not torch.is_grad_enabled():
+            buffer = features[0].new_empty(b * rows_per_chunk * image_size * n1)
         for start in range(0, image_size, rows_per_chunk):
             rows = slice(start, min(start + rows_per_chunk, image_size))
-            total = None
-            for maps, a in first:  # (B, n*h1, R, S)
-                up = torch.matmul(torch.matmul(a[rows], maps), a.T)
-                total = up if total is None else total + up
-            h = total.permute(0, 2, 3, 1).reshape(-1, total.shape[1]) if total is not None else 0
+            num = b * (rows.stop - rows.start) * image_size
+            h = None
+            if first:
+                rows_up = torch.cat(
+                    [
+                        torch.matmul(a[rows], maps.reshape(b, maps.shape[1], -1)).reshape(num // image_size, -1, n1)
+                        for maps, a in first
+                    ],
+                    dim=1,
+                )  # (B * R, sum r, n * h1): each resolution upsampled along rows
+                a_batch = a_all.expand(rows_up.shape[0], -1, -1)
+                if buffer is None:
+                    h = torch.matmul(a_batch, rows_up).reshape(num, n1)
+                else:
+                    h = torch.matmul(a_batch, rows_up, out=buffer[: num * n1].view(-1, image_size, n1)).view(num, n1)
             if late:
-                raw = torch.cat([torch.matmul(torch.matmul(a[rows], f), a.T) for f, a, _ in late], dim=1)
-                h = h + raw.permute(0, 2, 3, 1).reshape(-1, raw.shape[1]) @ late_weight.T.to(raw.dtype)
-            logits = self._head(h)  # (n, B * R * S, K)
-            chunks.append(logits.reshape(self.num_members, b, rows.stop - rows.start, image_size, -1))
-        return torch.cat(chunks, dim=2).permute(0, 1, 4, 2, 3)
+                raw = torch.cat([self._upsample_rows(f, a, rows) for f, a in late], dim=-1).reshape(num, -1)
+                weight = late_weight.to(raw.dtype)
+                if h is None:
+                    h = raw @ weight
+                elif buffer is None:
+                    h = h + raw @ weight
+                else:
+                    h.addmm_(raw, weight)
+            yield rows, self._head(h)  # (n, B * R * S, K)
 
     def reference_forward(self, features: Sequence[torch.Tensor], image_size: int) -> torch.Tensor:
         """The straightforward path: upsample every map, concatenate, apply the full first layer.

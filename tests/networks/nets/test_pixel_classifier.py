@@ -38,10 +38,8 @@ def _ensemble(mode="bilinear"):
 def test_factored_path_equals_upsample_and_concatenate(mode, size, order, monkeypatch):
     features = _features()
     ens = _ensemble(mode).eval()
-    if order != "cost":  # force one order for every map; "cost" mixes them (small maps projected first)
+    if order != "cost":  # force one order for every map ("cost": this narrow ensemble upsamples first)
         monkeypatch.setattr(ens, "_project_first", lambda r, c, s: order == "project_first")
-    else:
-        assert [ens._project_first(f.shape[-1], f.shape[1], size) for f in features] == [True] * 2 + [False] * 4
     with torch.no_grad():
         reference = ens.reference_forward(features, size)
         chunked = ens(features, size, rows_per_chunk=5)  # row chunks that do not divide the size
@@ -52,6 +50,16 @@ def test_factored_path_equals_upsample_and_concatenate(mode, size, order, monkey
     torch.testing.assert_close(
         ens(features, size, rows_per_chunk=size), ens.reference_forward(features, size), rtol=1e-4, atol=1e-4
     )
+
+
+def test_order_choice_projects_small_maps_first():
+    # a StyleGAN2 at 256 x 256 (channel_base 2048, channel_max 128: two maps per resolution, channels
+    # summed per resolution) and the papers' ensemble width
+    sizes = [4, 8, 16, 32, 64, 128, 256]
+    channels = [256, 256, 256, 128, 64, 32, 16]
+    ens = PixelClassifierEnsemble([c // 2 for c in channels for _ in range(2)], num_classes=2)
+    choice = [ens._project_first(r, c, 256) for r, c in zip(sizes, channels)]
+    assert choice == [True] * 4 + [False] * 3  # large maps with few channels: upsample first
 
 
 def test_pixel_batches_match_the_full_map_and_train():

@@ -1,0 +1,220 @@
+"""DatasetGAN labelling factory: generator + trained style interpreter -> uncertainty-filtered pairs.
+
+:class:`InterpreterDatasetFactory` draws images with a StyleGAN2 generator, labels them with the style
+interpreter's majority vote (:class:`~monai_synth.inferers.StyleInterpreterInferer`), scores each by the
+ensemble's disagreement and, once every shard exists, drops the most uncertain fraction (DatasetGAN,
+Zhang et al. 2021, keeps the 90 % most certain). Everything else -- seeds, shards, resume, atomic NIfTI
+pairs, post-processing, de-duplication, datalist and manifest -- is the paired factory's.
+
+:func:`dataset_factory` picks the label source for the ``datasetgan`` bundle's ``generate.json``: the
+interpreter when its checkpoint exists, else the paired generator's own mask channels.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from monai_synth.handlers.checkpoint import load_checkpoint
+from monai_synth.networks.nets.pixel_classifier import PixelClassifierEnsemble
+from monai_synth.transforms import PostprocessMask
+
+from .paired_generation import PairedDatasetFactory, _sha256
+from .style_interpreter import StyleInterpreterInferer
+
+__all__ = ["InterpreterDatasetFactory", "dataset_factory", "load_interpreter", "resolve_label_source"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_interpreter(
+    path: str | Path, generator_path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[PixelClassifierEnsemble, dict[str, Any]]:
+    """Build the ensemble stored in ``interpreter.pt`` (``weights_only`` load) in eval mode.
+
+    Args:
+        path: the file written by ``train_interpreter.json``.
+        generator_path: when given, the generator the interpreter must have been trained on (sha256 check).
+
+    Raises:
+        ValueError: not an interpreter file, or trained on another generator (both files named).
+    """
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    if "state_dict" not in checkpoint or "config" not in checkpoint or "generator_sha256" not in checkpoint:
+        raise ValueError(
+            f"{path} is not a style-interpreter checkpoint (expected 'state_dict', 'config' and 'generator_sha256'); "
+            "pass the interpreter.pt written by train_interpreter.json."
+        )
+    if generator_path is not None and _sha256(Path(generator_path)) != checkpoint["generator_sha256"]:
+        raise ValueError(
+            f"{path} was trained on the features of another generator than {generator_path} (sha256 differs): its "
+            "labels would not match the images. Train the interpreter again with this generator."
+        )
+    ensemble = PixelClassifierEnsemble(**checkpoint["config"])
+    ensemble.load_state_dict(checkpoint["state_dict"])
+    return ensemble.to(device).eval(), checkpoint
+
+
+def resolve_label_source(label_source: str, interpreter_path: str | Path | None) -> str:
+    """``"interpreter"`` or ``"generator"``; ``"auto"`` is the interpreter when ``interpreter_path`` exists."""
+    if label_source not in ("auto", "interpreter", "generator"):
+        raise ValueError(f"label_source must be 'auto', 'interpreter' or 'generator', got {label_source!r}.")
+    if label_source == "auto":
+        label_source = "interpreter" if interpreter_path and Path(interpreter_path).is_file() else "generator"
+        logger.info("label_source auto -> %s", label_source)
+    if label_source == "interpreter" and not (interpreter_path and Path(interpreter_path).is_file()):
+        raise FileNotFoundError(
+            f"label_source 'interpreter' needs the trained interpreter, but {interpreter_path} does not exist; run "
+            "train_interpreter.json first (or --label_source generator for a paired generator's own masks)."
+        )
+    return label_source
+
+
+class InterpreterDatasetFactory(PairedDatasetFactory):
+    """Labelled-data factory whose labels come from a trained style interpreter.
+
+    Sample ``i`` is the generator's image for latent seed ``seed * 10**6 + i`` (N(0, 1) z, constant noise)
+    and the interpreter's majority vote over it, post-processed and de-duplicated exactly as in
+    :class:`~monai_synth.inferers.PairedDatasetFactory` (read its docstring for the output layout, shards
+    and resume). Each pair's ``uncertainty_score`` (mean of its ``top_fraction`` highest per-pixel
+    Jensen-Shannon disagreements) goes to the manifest. When every shard exists, the ``drop_fraction``
+    most uncertain non-duplicate pairs are left out of ``datalist.json``; their files stay on disk and the
+    manifest says why (``kept: false``, ``reason``). The filter is a run-level choice, not part of the
+    settings fingerprint: rerunning with another ``drop_fraction`` reuses every shard and only rewrites
+    the manifest and datalist.
+
+    Args:
+        generator_path: exported StyleGAN2 ``generator.pt`` (image or paired mode).
+        interpreter_path: ``interpreter.pt`` trained on this generator.
+        output_dir: output folder.
+        drop_fraction: fraction of the non-duplicate pairs, the most uncertain, left out (0 keeps all).
+        top_fraction: fraction of the most uncertain pixels averaged into a pair's score.
+        truncation_psi: truncation of the latents toward the mean w (1 = none).
+        rows_per_chunk: interpreter rows per chunk (``None``: about 16k pixels per chunk).
+        num_components: components kept per class by post-processing, or ``"auto"`` (from the
+            generator's training data, else 1).
+        kwargs: the remaining :class:`~monai_synth.inferers.PairedDatasetFactory` settings.
+    """
+
+    def __init__(
+        self,
+        generator_path: str | Path,
+        interpreter_path: str | Path,
+        output_dir: str | Path,
+        num_samples: int = 100,
+        seed: int = 0,
+        batch_size: int = 16,
+        drop_fraction: float = 0.1,
+        top_fraction: float = 0.1,
+        truncation_psi: float = 1.0,
+        rows_per_chunk: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not 0 <= drop_fraction < 1:
+            raise ValueError(f"drop_fraction must be in [0, 1), got {drop_fraction}.")
+        super().__init__(
+            generator_path, output_dir, num_samples=num_samples, seed=seed, batch_size=batch_size, **kwargs
+        )
+        self.interpreter_path = Path(interpreter_path)
+        self.ensemble, checkpoint = load_interpreter(self.interpreter_path, self.generator_path, self.device)
+        self.drop_fraction = float(drop_fraction)
+        self.num_classes = self.ensemble.num_classes
+        if self.postprocess is not None:
+            components = self.fingerprint["postprocess"]["num_components"]
+            self.postprocess = PostprocessMask(self.num_classes, num_components=components)
+        self.inferer = StyleInterpreterInferer(
+            self.network, "z", rows_per_chunk=rows_per_chunk, top_fraction=top_fraction, truncation_psi=truncation_psi
+        )
+        self.label_names = checkpoint.get("label_names")
+        self.fingerprint.update(
+            {
+                "label_source": "interpreter",
+                "interpreter_sha256": _sha256(self.interpreter_path),
+                "top_fraction": float(top_fraction),
+                "truncation_psi": float(truncation_psi),
+            }
+        )
+        self.fingerprint.pop("threshold", None)  # labels are votes, not thresholded mask channels
+
+    def _label_names(self) -> dict[str, str]:
+        if self.label_names and len(self.label_names) == self.num_classes:
+            return dict(self.label_names)
+        return super()._label_names()
+
+    def _check_mode(self) -> None:
+        if self.mode not in ("image", "paired"):
+            raise ValueError(
+                f"{self.generator_path} is a {self.mode}-mode generator; the style interpreter labels the images of "
+                "an image- or paired-mode StyleGAN2."
+            )
+
+    def _draw(self, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
+        out = self.inferer(self._latents(seeds), self.ensemble)
+        scores = out["uncertainty_score"].cpu().tolist()
+        return (
+            out["image"].clamp(-1, 1).cpu(),
+            out["label"].to(torch.uint8).cpu(),
+            [{"uncertainty_score": round(float(s), 6)} for s in scores],
+        )
+
+    def _select(self, entries: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+        candidates = [e for e in entries if e["kept"]]
+        num_drop = int(round(len(candidates) * self.drop_fraction))
+        # most uncertain first; ties by index so the choice is deterministic
+        ranked = sorted(candidates, key=lambda e: (-e["uncertainty_score"], e["index"]))
+        dropped = {e["id"] for e in ranked[:num_drop]}
+        threshold = ranked[num_drop - 1]["uncertainty_score"] if num_drop else None
+        selected = []
+        for entry in entries:
+            if entry["id"] in dropped:
+                entry = {
+                    **entry,
+                    "kept": False,
+                    "reason": f"uncertainty {entry['uncertainty_score']:.4g} is among the {self.drop_fraction:.0%} "
+                    f"most uncertain pairs (>= {threshold:.4g})",
+                }
+            selected.append(entry)
+        kept = [e["uncertainty_score"] for e in selected if e["kept"]]
+        lost = [e["uncertainty_score"] for e in candidates if e["id"] in dropped]
+        summary = {
+            "label_source": "interpreter",
+            "drop_fraction": self.drop_fraction,
+            "num_dropped_uncertain": num_drop,
+            "uncertainty_threshold": threshold,
+            "mean_uncertainty_kept": round(float(np.mean(kept)), 6) if kept else None,
+            "mean_uncertainty_dropped": round(float(np.mean(lost)), 6) if lost else None,
+        }
+        return selected, summary
+
+
+def dataset_factory(
+    generator_path: str | Path,
+    output_dir: str | Path,
+    label_source: str = "auto",
+    interpreter_path: str | Path | None = None,
+    drop_fraction: float = 0.1,
+    top_fraction: float = 0.1,
+    truncation_psi: float = 1.0,
+    **kwargs: Any,
+) -> PairedDatasetFactory:
+    """The ``datasetgan`` generation factory for ``label_source`` (``"auto"``, ``"interpreter"``, ``"generator"``).
+
+    ``"generator"`` uses a paired generator's own mask channels (:class:`PairedDatasetFactory`; the
+    interpreter settings are ignored); ``"interpreter"`` uses :class:`InterpreterDatasetFactory`.
+    """
+    if resolve_label_source(label_source, interpreter_path) == "generator":
+        return PairedDatasetFactory(generator_path, output_dir, **kwargs)
+    kwargs.pop("threshold", None)
+    return InterpreterDatasetFactory(
+        generator_path,
+        interpreter_path,
+        output_dir,
+        drop_fraction=drop_fraction,
+        top_fraction=top_fraction,
+        truncation_psi=truncation_psi,
+        **kwargs,
+    )
