@@ -126,6 +126,7 @@ def _infer(path: str, size: int, num_pairs: int) -> dict:
     z = torch.randn(num_pairs, NETWORK["z_dim"], generator=torch.Generator().manual_seed(1))
     members = _members(ens) if path == "reference" else None
     inferer = StyleInterpreterInferer(g)
+
     def run(latents: torch.Tensor) -> torch.Tensor:
         if path == "reference":
             return _reference(g, members, latents, size)

@@ -29,15 +29,23 @@ class GeneratedPairWriter:
         image_key: key of the decoded image.
         label_key: key of the decoded label map.
         save_png: also write 8-bit PNG previews.
+        map_keys: keys of per-pixel float maps written when present, as ``<name>_<key without "gen_">.nii.gz``
+            (the style interpreter's ``gen_uncertainty``).
     """
 
     def __init__(
-        self, output_dir: str | Path, image_key: str = "gen_image", label_key: str = "gen_label", save_png: bool = False
+        self,
+        output_dir: str | Path,
+        image_key: str = "gen_image",
+        label_key: str = "gen_label",
+        save_png: bool = False,
+        map_keys: tuple[str, ...] = ("gen_uncertainty",),
     ) -> None:
         self.output_dir = Path(output_dir)
         self.image_key = image_key
         self.label_key = label_key
         self.save_png = save_png
+        self.map_keys = tuple(map_keys)
         self.written: list[Path] = []
 
     def attach(self, engine: Engine) -> None:
@@ -68,3 +76,8 @@ class GeneratedPairWriter:
                     self.written.append(path)
                 if self.save_png:
                     save_png_atomic(self.output_dir / f"{name}_label.png", label[0])
+            for key in self.map_keys:
+                if key in out:
+                    suffix = key.removeprefix("gen_")
+                    value = _numpy(out[key]).astype(np.float32)
+                    save_nifti_atomic(self.output_dir / f"{name}_{suffix}.nii.gz", value.reshape(value.shape[-2:]))

@@ -103,13 +103,22 @@ def export_for_annotation(
 
 
 def load_annotations(
-    export_dir: str | Path, labels_dir: str | Path, generator_path: str | Path, num_classes: int | None = None
+    export_dir: str | Path,
+    labels_dir: str | Path,
+    generator_path: str | Path,
+    num_classes: int | None = None,
+    require_all: bool = True,
 ) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Read annotated masks back: ``(ids, z (N, dim), masks (N, S, S) int64)`` of the annotated exports.
 
+    Args:
+        require_all: every exported image must have its mask (a forgotten or misnamed file is an error
+            naming it); ``False`` trains on the annotated subset.
+
     Raises:
-        ValueError: the generator is not the exported one, no mask, masks whose names match no export,
-            wrong sizes or label values outside ``0..num_classes-1`` -- each naming the file.
+        ValueError: the generator is not the exported one, no mask, missing masks (with ``require_all``),
+            masks whose names match no export, wrong sizes or label values outside ``0..num_classes-1`` --
+            each naming the files.
     """
     export_dir, labels_dir = Path(export_dir), Path(labels_dir)
     manifest = read_json(export_dir / "manifest.json")
@@ -128,6 +137,13 @@ def load_annotations(
     ids = [i for i in manifest["ids"] if i in files]
     if not ids:
         raise ValueError(f"No <id>_label.nii.gz masks in {labels_dir} for the images exported to {export_dir}.")
+    missing = [f"{i}_label.nii.gz" for i in manifest["ids"] if i not in files]
+    if missing and require_all:
+        raise ValueError(
+            f"{len(missing)} of the {len(manifest['ids'])} images exported to {export_dir} have no mask in {labels_dir}: "
+            f"{missing[:10]}{' ...' if len(missing) > 10 else ''}. Annotate them, or set require_all_labels False to "
+            "train on the annotated ones only."
+        )
     k = int(num_classes or manifest["num_classes"])
     size = int(manifest["image_size"])
     masks = []
@@ -160,6 +176,7 @@ def train_interpreter_from_annotations(
     class_balance: bool = False,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    require_all: bool = True,
 ) -> dict[str, Any]:
     """Train the ensemble on the annotated exports, score it on held-out annotated ones, save it.
 
@@ -168,7 +185,7 @@ def train_interpreter_from_annotations(
     peak training memory of the process.
     """
     device = torch.device(device)
-    ids, z, masks = load_annotations(export_dir, labels_dir, generator_path, num_classes)
+    ids, z, masks = load_annotations(export_dir, labels_dir, generator_path, num_classes, require_all)
     generator, config = load_generator(generator_path, device)
     k = int(num_classes or config["data"]["num_classes"])
     order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()

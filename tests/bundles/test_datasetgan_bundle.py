@@ -332,3 +332,106 @@ def test_annotation_round_trip_with_the_generators_own_masks(trained: Path, tmp_
     torch.save(other, run / "other.pt")
     args = ["--generator_path", str(run / "other.pt"), "--labels_dir", str(labels)]
     failed_with(_run("train_interpreter.json", "--output_dir", str(run), *args, *tiny, cwd=tmp_path), "sha256 differs")
+
+
+@pytest.fixture(scope="module")
+def interpreted(trained: Path, tmp_path_factory) -> Path:
+    """The tiny paired run plus an interpreter trained on 8 exported images and the generator's own masks."""
+    run = tmp_path_factory.mktemp("interpreted") / "run"
+    shutil.copytree(trained, run)
+    ok(
+        _run(
+            "export_annotation.json", "--output_dir", str(run), "--num_samples", "8", "--device", "cpu", cwd=run.parent
+        )
+    )
+    tiny = ["--epochs", "3", "--num_members", "3", "--hidden_channels", "[16, 8]", "--pixels_per_image", "128"]
+    labels = ["--labels_dir", str(run / "annotation" / "auto_labels")]
+    ok(_run("train_interpreter.json", "--output_dir", str(run), *labels, *tiny, "--device", "cpu", cwd=run.parent))
+    return run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.nii.gz"))}
+
+
+def test_generate_with_the_interpreter_filters_uncertain_pairs_and_is_idempotent(
+    interpreted: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "generated"
+    args = ["--output_dir", str(interpreted), "--generated_dir", str(out), "--num_samples", "12"]
+    args += ["--shard_size", "5", "--batch_size", "4", "--drop_fraction", "0.25", "--device", "cpu"]
+    ok(_run("generate.json", *args, cwd=tmp_path))  # label_source auto: interpreter.pt exists
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary, pairs = manifest["summary"], manifest["pairs"]
+    assert manifest["fingerprint"]["label_source"] == "interpreter" and summary["label_source"] == "interpreter"
+    assert len(pairs) == 12 and all(p["uncertainty_score"] >= 0 for p in pairs)
+    candidates = [p for p in pairs if p["duplicate_of"] is None]
+    uncertain = [p for p in pairs if p["reason"] and "most uncertain" in p["reason"]]
+    assert summary["num_dropped_uncertain"] == len(uncertain) == round(len(candidates) * 0.25)
+    kept = [p for p in pairs if p["kept"]]
+    if uncertain:  # every dropped pair is at least as uncertain as every kept one
+        assert min(p["uncertainty_score"] for p in uncertain) >= max(p["uncertainty_score"] for p in kept)
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert [d["case_id"] for d in datalist["training"]] == [p["id"] for p in kept]
+    for entry in datalist["training"]:
+        label = np.asarray(nib.load(str(out / entry["label"])).dataobj)
+        assert label.shape == (32, 32) and set(np.unique(label)) <= {0, 1}
+    before = _files(out / "pairs")
+
+    # rerun: every shard reused, nothing rewritten; a lost shard record is regenerated identically
+    (out / "shards" / "shard_00001.json").unlink()
+    ok(_run("generate.json", *args, cwd=tmp_path))
+    again = json.loads((out / "manifest.json").read_text())
+    assert again["summary"]["shards_resumed"] == 2 and again["summary"]["shards_generated"] == 1
+    assert again["pairs"] == pairs and _files(out / "pairs") == before
+    # another drop fraction is a selection over the same shards
+    ok(_run("generate.json", *with_overrides(args, drop_fraction="0.0"), cwd=tmp_path))
+    relaxed = json.loads((out / "manifest.json").read_text())
+    assert relaxed["summary"]["shards_resumed"] == 3 and relaxed["summary"]["num_dropped_uncertain"] == 0
+    assert json.loads((out / "datalist.json").read_text())["numTraining"] == len(candidates)
+
+    # the paired generator's own masks are still available, and other settings are refused for this folder
+    own = tmp_path / "own"
+    ok(
+        _run(
+            "generate.json", *with_overrides(args, generated_dir=str(own)), "--label_source", "generator", cwd=tmp_path
+        )
+    )
+    assert "label_source" not in json.loads((own / "manifest.json").read_text())["summary"]
+    failed_with(_run("generate.json", *args, "--top_fraction", "0.5", cwd=tmp_path), "top_fraction")
+
+
+def test_generate_refuses_an_interpreter_of_another_generator(interpreted: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(interpreted, run, ignore=shutil.ignore_patterns("mlruns", "checkpoints", "annotation"))
+    other = torch.load(run / "generator.pt", weights_only=True)
+    other["state_dict"]["const"] = other["state_dict"]["const"] + 1
+    torch.save(other, run / "generator.pt")
+    args = ["--output_dir", str(run), "--num_samples", "2", "--device", "cpu"]
+    failed_with(_run("generate.json", *args, cwd=tmp_path), "interpreter.pt", "sha256 differs")
+    failed_with(
+        _run("generate.json", *args, "--label_source", "interpreter", "--interpreter_path", "nope.pt", cwd=tmp_path),
+        "nope.pt",
+        "train_interpreter.json",
+    )
+
+
+def test_inference_with_the_interpreter_writes_labels_and_uncertainty(interpreted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "inference"
+    args = ["--output_dir", str(interpreted), "--inference_dir", str(out), "--num_samples", "3", "--batch_size", "2"]
+    ok(_run("inference.json", *args, "--device", "cpu", cwd=tmp_path))
+    for seed in range(3):
+        label = np.asarray(nib.load(str(out / f"seed_{seed:08d}_label.nii.gz")).dataobj)
+        uncertainty = np.asarray(nib.load(str(out / f"seed_{seed:08d}_uncertainty.nii.gz")).dataobj)
+        image = np.asarray(nib.load(str(out / f"seed_{seed:08d}_image.nii.gz")).dataobj)
+        assert label.shape == uncertainty.shape == (32, 32) and set(np.unique(label)) <= {0, 1}
+        assert image.size == 32 * 32  # the image channel only, not the paired generator's mask channel
+        assert (uncertainty >= -1e-6).all() and (uncertainty <= np.log(2) + 1e-6).all()
+    # seed 0 through the generation factory is the same pair (one latent convention, same post-processing)
+    gen = tmp_path / "generated"
+    args = ["--output_dir", str(interpreted), "--generated_dir", str(gen), "--num_samples", "1", "--device", "cpu"]
+    ok(_run("generate.json", *args, "--drop_fraction", "0.0", cwd=tmp_path))
+    for kind in ("label", "image"):
+        factory = np.asarray(nib.load(str(gen / "pairs" / f"syn_000000_{kind}.nii.gz")).dataobj)
+        evaluator = np.asarray(nib.load(str(out / f"seed_00000000_{kind}.nii.gz")).dataobj)
+        np.testing.assert_allclose(factory, np.clip(evaluator, -1, 1), atol=1e-5)
