@@ -17,6 +17,16 @@ from .paired_generation import (
     load_generator,
     sample_seed,
 )
+from .projection import (
+    GANProjector,
+    LatentEncoder,
+    ProjectionResult,
+    discriminator_features,
+    load_discriminator,
+    noise_regularization,
+    train_latent_encoder,
+)
+from .real_annotations import project_images, score_labels, train_interpreter, train_interpreter_from_projection
 from .style_interpreter import StyleInterpreterInferer, image_uncertainty_score, train_style_interpreter
 
 __all__ = [
@@ -30,6 +40,17 @@ __all__ = [
     "image_uncertainty_score",
     "train_style_interpreter",
     "export_for_annotation",
+    "GANProjector",
+    "LatentEncoder",
+    "ProjectionResult",
+    "discriminator_features",
+    "load_discriminator",
+    "noise_regularization",
+    "train_latent_encoder",
+    "project_images",
+    "score_labels",
+    "train_interpreter",
+    "train_interpreter_from_projection",
     "InterpreterDatasetFactory",
     "dataset_factory",
     "load_interpreter",

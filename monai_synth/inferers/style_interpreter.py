@@ -41,13 +41,19 @@ def image_uncertainty_score(uncertainty: torch.Tensor, top_fraction: float = 0.1
 
 
 def _features(
-    generator: torch.nn.Module, latents: torch.Tensor, latent_kind: str, truncation_psi: float = 1.0
+    generator: torch.nn.Module,
+    latents: torch.Tensor,
+    latent_kind: str,
+    truncation_psi: float = 1.0,
+    noise: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list]:
     with torch.no_grad():
         if latent_kind == "z":
-            out = generator(latents, truncation_psi=truncation_psi, noise_mode="const", return_features=True)
+            out = generator(
+                latents, truncation_psi=truncation_psi, noise_mode="const", noise=noise, return_features=True
+            )
         else:
-            out = generator(ws=latents, noise_mode="const", return_features=True)
+            out = generator(ws=latents, noise_mode="const", noise=noise, return_features=True)
     return out.image, out.features
 
 
@@ -97,7 +103,15 @@ class StyleInterpreterInferer(Inferer):
         self.top_fraction = float(top_fraction)
         self.truncation_psi = float(truncation_psi)
 
-    def __call__(self, inputs: torch.Tensor, network: PixelClassifierEnsemble, *args: Any, **kwargs: Any) -> dict:
+    def __call__(
+        self,
+        inputs: torch.Tensor,
+        network: PixelClassifierEnsemble,
+        *args: Any,
+        noise: list[torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> dict:
+        """``noise``: per-layer noise maps of these latents (e.g. from a projection); default constant noise."""
         kind = self.latent_kind
         if kind == "seed":
             seeds = [int(s) for s in torch.as_tensor(inputs).reshape(-1)]
@@ -106,7 +120,7 @@ class StyleInterpreterInferer(Inferer):
         was_training = network.training
         network.eval()
         try:
-            image, features = _features(self.generator, inputs, kind, self.truncation_psi)
+            image, features = _features(self.generator, inputs, kind, self.truncation_psi, noise)
             b, size, k = image.shape[0], image.shape[-1], network.num_classes
             label = torch.empty(b, size, size, dtype=torch.long, device=image.device)
             probabilities = torch.empty(b, size, size, k, device=image.device)
@@ -142,6 +156,7 @@ def train_style_interpreter(
     learning_rate: float = 1e-4,
     class_balance: bool = False,
     seed: int = 0,
+    noise: list[torch.Tensor] | None = None,
 ) -> list[float]:
     """Train the ensemble on annotated generated images, regenerating their features batch by batch.
 
@@ -155,6 +170,7 @@ def train_style_interpreter(
         latents: ``(N, z_dim)`` (``latent_kind="z"``) or w / w+ latents of the annotated images.
         masks: ``(N, S, S)`` or ``(N, 1, S, S)`` integer labels in ``0..K-1``.
         class_balance: weight the loss by inverse class frequency of the annotations.
+        noise: per-layer noise maps ``(N, 1, r, r)`` of the latents (projected images); default constant noise.
 
     Returns:
         mean loss per epoch.
@@ -184,7 +200,8 @@ def train_style_interpreter(
         losses = []
         for start in range(0, len(order), images_per_step):
             idx = order[start : start + images_per_step]
-            image, features = _features(generator, latents[idx].to(device), latent_kind)
+            batch_noise = [n[idx].to(device) for n in noise] if noise is not None else None
+            image, features = _features(generator, latents[idx].to(device), latent_kind, noise=batch_noise)
             if image.shape[-1] != size:
                 raise ValueError(f"the generator draws {image.shape[-1]}-pixel images but the masks are {size} pixels.")
             coords = torch.randint(0, size, (len(idx), pixels_per_image, 2), generator=rng).to(device)

@@ -20,6 +20,7 @@ every other block: its upsampling convolution and its second convolution).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,14 +234,41 @@ class StyleGAN2Generator(nn.Module):
             ws = torch.where(layer >= cutoff[:, None, None], w2[:, None], ws)
         return ws
 
+    def noise_shapes(self) -> list[tuple[int, int]]:
+        """Spatial size of each synthesis layer's noise input, in layer order (every convolution: 1 + 2 per block after 4 x 4)."""
+        sizes = [4]
+        for k in range(1, len(self.convs1)):
+            sizes += [4 * 2**k] * 2
+        return [(r, r) for r in sizes]
+
+    def const_noise(self) -> list[torch.Tensor]:
+        """The constant noise of every synthesis layer (``(1, 1, r, r)`` each, layer order): what ``"const"`` uses."""
+        layers = [self.convs1[0]] + [c for pair in zip(self.convs0[1:], self.convs1[1:]) for c in pair]
+        return [layer.noise.const_noise for layer in layers]
+
     def synthesis(
-        self, ws: torch.Tensor, noise_mode: str | None = None, return_features: bool = False
+        self,
+        ws: torch.Tensor,
+        noise_mode: str | None = None,
+        return_features: bool = False,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor | StyleGAN2Output:
         """``ws (B, num_ws, w_dim)`` (or ``(B, w_dim)``, broadcast) -> image, or :class:`StyleGAN2Output`.
 
         ``noise_mode`` ``None`` means ``"random"`` in training mode and ``"const"`` in eval mode, so an
         eval-mode generator is a deterministic function of its latents (reproducible generation per seed).
+        ``noise``: explicit per-layer noise (``(B or 1, 1, r, r)`` each, the sizes of :meth:`noise_shapes`),
+        e.g. optimised by a projector; it overrides ``noise_mode``.
         """
+        if noise is not None:
+            shapes = [tuple(n.shape[-2:]) for n in noise]
+            if shapes != self.noise_shapes():
+                raise ValueError(f"StyleGAN2Generator: noise must have sizes {self.noise_shapes()}, got {shapes}.")
+        layer_noise = iter(noise) if noise is not None else None
+
+        def next_noise():
+            return next(layer_noise) if layer_noise is not None else None
+
         if noise_mode is None:
             noise_mode = "random" if self.training else "const"
         if noise_mode not in NOISE_MODES:
@@ -258,11 +286,11 @@ class StyleGAN2Generator(nn.Module):
         for k, (conv0, conv1, to_image) in enumerate(zip(self.convs0, self.convs1, self.to_images)):
             if k == 0:
                 features.append(x)
-                x = conv1(x, ws[:, 0], noise_mode)
+                x = conv1(x, ws[:, 0], noise_mode, next_noise())
             else:
-                x = conv0(x, ws[:, 2 * k - 1], noise_mode)
+                x = conv0(x, ws[:, 2 * k - 1], noise_mode, next_noise())
                 features.append(x)
-                x = conv1(x, ws[:, 2 * k], noise_mode)
+                x = conv1(x, ws[:, 2 * k], noise_mode, next_noise())
             features.append(x)
             y = to_image(x, ws[:, 2 * k + 1])
             image = y if image is None else self.upsample(image) + y
@@ -277,17 +305,18 @@ class StyleGAN2Generator(nn.Module):
         truncation_psi: float = 1.0,
         noise_mode: str | None = None,
         return_features: bool = False,
+        noise: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor | StyleGAN2Output:
         """Generate from ``z`` ``(B, z_dim)``, or from ``ws`` (w ``(B, w_dim)`` or w+ ``(B, num_ws, w_dim)``).
 
         ``noise_mode``: ``"random"``, ``"const"`` or ``"none"``; ``None`` picks ``"random"`` in training mode
-        and ``"const"`` in eval mode.
+        and ``"const"`` in eval mode. ``noise``: explicit per-layer noise (see :meth:`synthesis`).
         """
         if (z is None) == (ws is None):
             raise ValueError("StyleGAN2Generator: give exactly one of z or ws.")
         if ws is None:
             ws = self.map(z, truncation_psi)
-        return self.synthesis(ws, noise_mode, return_features)
+        return self.synthesis(ws, noise_mode, return_features, noise)
 
 
 class _DiscriminatorBlock(nn.Module):
