@@ -216,5 +216,6 @@ def train_style_interpreter(
             optimizer.step()
             losses.append(loss.item())
         history.append(sum(losses) / len(losses))
-        logger.debug("style interpreter epoch %d: loss %.4f", epoch + 1, history[-1])
+        if (epoch + 1) % 10 == 0 or epoch + 1 == int(epochs):
+            logger.info("style interpreter epoch %d/%d: loss %.4f", epoch + 1, int(epochs), history[-1])
     return history
