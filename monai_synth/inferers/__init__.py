@@ -26,7 +26,13 @@ from .projection import (
     noise_regularization,
     train_latent_encoder,
 )
-from .real_annotations import project_images, score_labels, train_interpreter, train_interpreter_from_projection
+from .real_annotations import (
+    project_images,
+    score_labels,
+    segment_real_images,
+    train_interpreter,
+    train_interpreter_from_projection,
+)
 from .style_interpreter import StyleInterpreterInferer, image_uncertainty_score, train_style_interpreter
 
 __all__ = [
@@ -49,6 +55,7 @@ __all__ = [
     "train_latent_encoder",
     "project_images",
     "score_labels",
+    "segment_real_images",
     "train_interpreter",
     "train_interpreter_from_projection",
     "InterpreterDatasetFactory",

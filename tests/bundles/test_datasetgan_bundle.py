@@ -454,6 +454,13 @@ def test_interpreter_from_projected_real_annotations_through_the_bundle(trained:
     # the interpreter labels generated pairs like one trained on exported images
     ok(_run("generate.json", "--output_dir", str(run), "--num_samples", "3", "--device", "cpu", cwd=tmp_path))
     assert json.loads((run / "generated" / "manifest.json").read_text())["summary"]["label_source"] == "interpreter"
+    # the bundle as a segmentation model for real images: project, then classify
+    seg = ["--output_dir", str(run), "--projection_steps", "3", "--device", "cpu", *data, "--max_items", "5"]
+    ok(_run("segment.json", *seg, cwd=tmp_path))
+    result = json.loads((run / "segmentation" / "segmentation.json").read_text())
+    assert result["num_images"] == 5 and 0.0 <= result["dice"] <= 1.0 and len(result["images"]) == 5
+    label = np.asarray(nib.load(str(next((run / "segmentation").glob("0000_*_label.nii.gz")))).dataobj)
+    assert label.shape == (32, 32)
     # too few labelled images, an unknown source: named before any work
     failed_with(_run("train_interpreter.json", *with_overrides(args, num_annotations="9"), *data, *tiny,
                      cwd=tmp_path), "num_annotations=9")  # fmt: skip
