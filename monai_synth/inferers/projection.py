@@ -319,6 +319,10 @@ class GANProjector:
                     for n in noise:
                         n.sub_(n.mean(dim=(1, 2, 3), keepdim=True)).div_(n.std(dim=(1, 2, 3), keepdim=True) + 1e-8)
             history.append(total.item() / b)
+            if (step + 1) % 100 == 0 or step + 1 == self.num_steps:
+                logger.info(
+                    "projection of %d image(s): step %d/%d, loss %.4f", b, step + 1, self.num_steps, history[-1]
+                )
         with torch.no_grad():
             final = [n.detach() for n in noise] if noise is not None else None
             image, _ = _image_part(g, g.synthesis(ws.detach(), noise_mode="const", noise=final))
