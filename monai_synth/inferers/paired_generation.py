@@ -165,7 +165,7 @@ class PairedDatasetFactory:
             :mod:`monai_synth.data.deduplication`).
         save_png: also write PNG previews of each pair.
         device: generation device.
-        id_prefix: prefix of pair ids.
+        id_prefix: prefix of pair ids (``<prefix>_<index>`` for seed 0, ``<prefix>_s<seed>_<index>`` otherwise).
     """
 
     def __init__(
@@ -310,7 +310,8 @@ class PairedDatasetFactory:
     def _finish_pair(
         self, index: int, sample: int, image: np.ndarray, label: np.ndarray, dedup, extra: dict | None = None
     ) -> dict:
-        pair_id = f"{self.id_prefix}_{index:06d}"
+        # ids are unique across run seeds, so sets generated with different seeds can meet in one study
+        pair_id = f"{self.id_prefix}_{index:06d}" if self.seed == 0 else f"{self.id_prefix}_s{self.seed}_{index:06d}"
         change = 0.0
         if self.postprocess is not None:
             cleaned = np.asarray(self.postprocess(label))

@@ -65,8 +65,10 @@ def test_pairs_match_the_generator_output_for_their_seed(exported, tmp_path):
     PairedDatasetFactory(exported, out, num_samples=3, seed=2, postprocess=False, dedup=False).run()
     network, _ = load_generator(exported)
     expected = network(latents_from_seeds([sample_seed(2, 1)], LATENT))[0, 0].detach().numpy()
-    saved = np.asarray(LoadImage(image_only=True)(out / "pairs" / "syn_000001_image.nii.gz"))
+    saved = np.asarray(LoadImage(image_only=True)(out / "pairs" / "syn_s2_000001_image.nii.gz"))  # seed in the id
     np.testing.assert_allclose(saved, expected, atol=1e-5)
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert [d["case_id"] for d in datalist["training"]] == ["syn_s2_000000", "syn_s2_000001", "syn_s2_000002"]
 
 
 def test_idempotent_resumable_and_extendable(exported, tmp_path):
