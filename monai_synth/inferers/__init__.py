@@ -28,12 +28,11 @@ from .projection import (
 )
 from .real_annotations import (
     project_images,
-    score_labels,
     segment_real_images,
     train_interpreter,
     train_interpreter_from_projection,
 )
-from .style_interpreter import StyleInterpreterInferer, image_uncertainty_score, train_style_interpreter
+from .style_interpreter import StyleInterpreterInferer, image_uncertainty_score, score_labels, train_style_interpreter
 
 __all__ = [
     "PairedDatasetFactory",

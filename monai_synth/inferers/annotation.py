@@ -23,8 +23,6 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
-from monai.networks.utils import one_hot
 
 from monai_synth.networks.nets import PixelClassifierEnsemble
 from monai_synth.networks.nets.dcgan import latents_from_seeds
@@ -32,7 +30,7 @@ from monai_synth.transforms import DecodePaired
 from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
 
 from .paired_generation import _sha256, latent_spec, load_generator, sample_seed
-from .style_interpreter import StyleInterpreterInferer, train_style_interpreter
+from .style_interpreter import StyleInterpreterInferer, score_labels, train_style_interpreter
 
 __all__ = ["export_for_annotation", "load_annotations", "train_interpreter_from_annotations"]
 
@@ -169,7 +167,7 @@ def train_interpreter_from_annotations(
     holdout_fraction: float = 0.25,
     num_members: int = 10,
     hidden_channels: tuple[int, int] = (256, 128),
-    epochs: int = 50,
+    epochs: int = 100,
     images_per_step: int = 2,
     pixels_per_image: int = 2048,
     learning_rate: float = 1e-4,
@@ -202,10 +200,8 @@ def train_interpreter_from_annotations(
     scores: dict[str, Any] = {"num_train": len(train), "num_held_out": len(held)}
     if held:
         out = StyleInterpreterInferer(generator)(z[held].to(device), ensemble)
-        pred = one_hot(out["label"].cpu(), k)
-        truth = one_hot(masks[held][:, None], k)
-        scores["held_out_dice"] = float(DiceMetric(include_background=False, reduction="mean")(pred, truth).nanmean())
-        scores["held_out_miou"] = float(MeanIoU(include_background=False, reduction="mean")(pred, truth).nanmean())
+        result = score_labels(out["label"], masks[held][:, None], k)
+        scores["held_out_dice"], scores["held_out_miou"] = result["dice"], result["miou"]
         scores["held_out_uncertainty_score"] = out["uncertainty_score"].tolist()
     torch_save_atomic(
         {

@@ -21,8 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import DiceMetric, MeanIoU
-from monai.networks.utils import one_hot
 
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.networks.nets import PixelClassifierEnsemble
@@ -31,7 +29,7 @@ from monai_synth.utils.io import save_png_atomic, torch_save_atomic, write_json_
 from .annotation import train_interpreter_from_annotations
 from .paired_generation import _sha256, load_generator
 from .projection import GANProjector, ProjectionResult, load_discriminator, train_latent_encoder
-from .style_interpreter import StyleInterpreterInferer, train_style_interpreter
+from .style_interpreter import StyleInterpreterInferer, score_labels, train_style_interpreter
 
 __all__ = [
     "project_images",
@@ -42,15 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def score_labels(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """Mean foreground Dice and mIoU (MONAI metrics) of ``(N, 1, S, S)`` label maps."""
-    pred, true = one_hot(predicted.cpu().long(), num_classes), one_hot(truth.cpu().long(), num_classes)
-    return {
-        "dice": float(DiceMetric(include_background=False, reduction="mean")(pred, true).nanmean()),
-        "miou": float(MeanIoU(include_background=False, reduction="mean")(pred, true).nanmean()),
-    }
 
 
 def project_images(projector: GANProjector, images: torch.Tensor, batch_size: int = 16) -> ProjectionResult:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
+from monai.metrics import DiceMetric, MeanIoU
+from monai.networks.utils import one_hot
 
 from monai_synth.networks.nets.dcgan import latents_from_seeds
 from monai_synth.networks.nets.pixel_classifier import (
@@ -24,9 +26,18 @@ from monai_synth.networks.nets.pixel_classifier import (
     majority_vote,
 )
 
-__all__ = ["StyleInterpreterInferer", "train_style_interpreter", "image_uncertainty_score"]
+__all__ = ["StyleInterpreterInferer", "train_style_interpreter", "image_uncertainty_score", "score_labels"]
 
 logger = logging.getLogger(__name__)
+
+
+def score_labels(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Mean foreground Dice and mIoU (MONAI metrics) of ``(N, 1, S, S)`` label maps."""
+    pred, true = one_hot(predicted.cpu().long(), num_classes), one_hot(truth.cpu().long(), num_classes)
+    return {
+        "dice": float(DiceMetric(include_background=False, reduction="mean")(pred, true).nanmean()),
+        "miou": float(MeanIoU(include_background=False, reduction="mean")(pred, true).nanmean()),
+    }
 
 
 def image_uncertainty_score(uncertainty: torch.Tensor, top_fraction: float = 0.1) -> torch.Tensor:
