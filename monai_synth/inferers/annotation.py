@@ -184,6 +184,7 @@ def train_interpreter_from_annotations(
     """
     device = torch.device(device)
     ids, z, masks = load_annotations(export_dir, labels_dir, generator_path, num_classes, require_all)
+    manifest = read_json(Path(export_dir) / "manifest.json")
     generator, config = load_generator(generator_path, device)
     k = int(num_classes or config["data"]["num_classes"])
     order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -207,8 +208,8 @@ def train_interpreter_from_annotations(
         {
             "state_dict": ensemble.state_dict(),
             "config": ensemble.get_config(),
-            "generator_sha256": _sha256(Path(generator_path)),
-            "label_names": read_json(Path(export_dir) / "manifest.json").get("label_names"),
+            "generator_sha256": manifest["generator_sha256"],  # checked equal to the generator's by load_annotations
+            "label_names": manifest.get("label_names"),
             "train_ids": [ids[i] for i in train],
             "held_out_ids": [ids[i] for i in held],
         },

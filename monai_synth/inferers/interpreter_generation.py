@@ -32,13 +32,17 @@ logger = logging.getLogger(__name__)
 
 
 def load_interpreter(
-    path: str | Path, generator_path: str | Path | None = None, device: str | torch.device = "cpu"
+    path: str | Path,
+    generator_path: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    generator_sha256: str | None = None,
 ) -> tuple[PixelClassifierEnsemble, dict[str, Any]]:
     """Build the ensemble stored in ``interpreter.pt`` (``weights_only`` load) in eval mode.
 
     Args:
         path: the file written by ``train_interpreter.json``.
         generator_path: when given, the generator the interpreter must have been trained on (sha256 check).
+        generator_sha256: that generator's sha256 when the caller already has it (not read again).
 
     Raises:
         ValueError: not an interpreter file, or trained on another generator (both files named).
@@ -49,7 +53,9 @@ def load_interpreter(
             f"{path} is not a style-interpreter checkpoint (expected 'state_dict', 'config' and 'generator_sha256'); "
             "pass the interpreter.pt written by train_interpreter.json."
         )
-    if generator_path is not None and _sha256(Path(generator_path)) != checkpoint["generator_sha256"]:
+    if generator_path is not None and generator_sha256 is None:
+        generator_sha256 = _sha256(Path(generator_path))
+    if generator_path is not None and generator_sha256 != checkpoint["generator_sha256"]:
         raise ValueError(
             f"{path} was trained on the features of another generator than {generator_path} (sha256 differs): its "
             "labels would not match the images. Train the interpreter again with this generator."
@@ -120,7 +126,9 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
             generator_path, output_dir, num_samples=num_samples, seed=seed, batch_size=batch_size, **kwargs
         )
         self.interpreter_path = Path(interpreter_path)
-        self.ensemble, checkpoint = load_interpreter(self.interpreter_path, self.generator_path, self.device)
+        self.ensemble, checkpoint = load_interpreter(
+            self.interpreter_path, self.generator_path, self.device, self.fingerprint["generator_sha256"]
+        )
         self.drop_fraction = float(drop_fraction)
         self.num_classes = self.ensemble.num_classes
         if self.postprocess is not None:

@@ -24,9 +24,11 @@ import torch
 
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.networks.nets import PixelClassifierEnsemble
-from monai_synth.utils.io import save_png_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.networks.nets.stylegan2 import StyleGAN2Discriminator
+from monai_synth.utils.io import save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
 
 from .annotation import train_interpreter_from_annotations
+from .interpreter_generation import load_interpreter
 from .paired_generation import _sha256, load_generator
 from .projection import GANProjector, ProjectionResult, load_discriminator, train_latent_encoder
 from .style_interpreter import StyleInterpreterInferer, score_labels, train_style_interpreter
@@ -62,6 +64,43 @@ def project_images(projector: GANProjector, images: torch.Tensor, batch_size: in
 def _subset(result: ProjectionResult, index: list[int]) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     noise = [n[index] for n in result.noise] if result.noise is not None else None
     return result.ws[index], noise
+
+
+def _real_dataset(
+    generator_path: str | Path, config: dict[str, Any], dataset_dir: str | Path | None, **kwargs: Any
+) -> PairedSliceDataset:
+    """Real data preprocessed as the generator's training data (its intensity rule and size), channels checked."""
+    dataset = PairedSliceDataset(
+        dataset_dir,
+        image_size=int(config["generator"]["image_size"]),
+        intensity=config.get("data", {}).get("intensity", "auto"),
+        **kwargs,
+    )
+    if dataset.image_channels != int(config["generator"]["image_channels"]):
+        raise ValueError(
+            f"{dataset_dir} has {dataset.image_channels}-channel images but {generator_path} draws "
+            f"{config['generator']['image_channels']}-channel images; project data of the kind the GAN was trained on."
+        )
+    return dataset
+
+
+def _stack(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, C, S, S) float32, masks (N, 1, S, S) int64)`` of dataset items."""
+    images = torch.stack([torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32) for item in items])
+    masks = torch.stack([torch.as_tensor(np.asarray(item["label"])).long() for item in items])
+    return images, masks
+
+
+def _perceptual_discriminator(
+    checkpoint_path: str | Path | None, perceptual_weight: float, device: torch.device
+) -> StyleGAN2Discriminator | None:
+    """The training checkpoint's discriminator for the perceptual term, or ``None`` (pixel loss only)."""
+    if perceptual_weight <= 0:
+        return None
+    if checkpoint_path is not None and Path(checkpoint_path).is_file():
+        return load_discriminator(checkpoint_path, device)
+    logger.warning("No discriminator checkpoint at %s: projecting with the pixel loss only.", checkpoint_path)
+    return None
 
 
 def train_interpreter_from_projection(
@@ -119,22 +158,10 @@ def train_interpreter_from_projection(
     """
     device = torch.device(device)
     generator, config = load_generator(generator_path, device)
-    data_config = config.get("data", {})
-    size = int(config["generator"]["image_size"])
-    options = dict(data_options or {})
-    dataset = PairedSliceDataset(
-        dataset_dir,
-        image_size=size,
-        intensity=data_config.get("intensity", "auto"),
-        num_classes=num_classes,
-        seed=seed,
-        **options,
+    generator_sha256 = _sha256(Path(generator_path))
+    dataset = _real_dataset(
+        generator_path, config, dataset_dir, num_classes=num_classes, seed=seed, **dict(data_options or {})
     )
-    if dataset.image_channels != int(config["generator"]["image_channels"]):
-        raise ValueError(
-            f"{dataset_dir} has {dataset.image_channels}-channel images but {generator_path} draws "
-            f"{config['generator']['image_channels']}-channel images; project data of the kind the GAN was trained on."
-        )
     n = len(dataset)
     if num_annotations < 1 or num_annotations + max(num_held_out, 0) > n:
         raise ValueError(
@@ -144,17 +171,11 @@ def train_interpreter_from_projection(
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     chosen = order[: num_annotations + num_held_out]
     items = [dataset[i] for i in chosen]
-    images = torch.stack([torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32) for item in items])
-    masks = torch.stack([torch.as_tensor(np.asarray(item["label"])).long() for item in items])  # (N, 1, S, S)
+    images, masks = _stack(items)
     case_ids = [str(item.get("case_id", i)) for item, i in zip(items, chosen)]
     k = dataset.num_classes
 
-    discriminator = None
-    checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-    if perceptual_weight > 0 and checkpoint_path is not None and checkpoint_path.is_file():
-        discriminator = load_discriminator(checkpoint_path, device)
-    elif perceptual_weight > 0:
-        logger.warning("No discriminator checkpoint at %s: projecting with the pixel loss only.", checkpoint_path)
+    discriminator = _perceptual_discriminator(checkpoint_path, perceptual_weight, device)
     started = time.perf_counter()
     encoder = train_latent_encoder(generator, steps=encoder_steps, seed=seed) if use_encoder else None
     encoder_seconds = time.perf_counter() - started
@@ -210,7 +231,7 @@ def train_interpreter_from_projection(
         {
             "state_dict": ensemble.state_dict(),
             "config": ensemble.get_config(),
-            "generator_sha256": _sha256(Path(generator_path)),
+            "generator_sha256": generator_sha256,
             "label_names": label_names,
             "annotation_source": "projection",
             "train_ids": [case_ids[i] for i in train_idx],
@@ -220,7 +241,7 @@ def train_interpreter_from_projection(
     )
     psnr, ssim = projected.psnr, projected.ssim
     manifest = {
-        "generator_sha256": _sha256(Path(generator_path)),
+        "generator_sha256": generator_sha256,
         "dataset": dataset.summary["source"],
         "projection": projector.settings(),
         "discriminator": str(checkpoint_path) if discriminator is not None else None,
@@ -289,28 +310,21 @@ def segment_real_images(
     PSNR / SSIM of the reconstruction, uncertainty score, and Dice when the data are labelled) to
     ``output_dir``; returns the summary. Images are preprocessed as the generator's training data.
     """
-    from monai_synth.utils.io import save_nifti_atomic
-
-    from .interpreter_generation import load_interpreter
-
     device = torch.device(device)
     generator, config = load_generator(generator_path, device)
     ensemble, _ = load_interpreter(interpreter_path, generator_path, device)
-    size = int(config["generator"]["image_size"])
-    dataset = PairedSliceDataset(
+    dataset = _real_dataset(
+        generator_path,
+        config,
         dataset_dir,
-        image_size=size,
-        intensity=config.get("data", {}).get("intensity", "auto"),
         num_classes=max(ensemble.num_classes, 2),
         seed=seed,
         require_labels=False,
         **dict(data_options or {}),
     )
     items = [dataset[i] for i in range(len(dataset))]
-    images = torch.stack([torch.as_tensor(np.asarray(item["image"]), dtype=torch.float32) for item in items])
-    discriminator = None
-    if perceptual_weight > 0 and checkpoint_path and Path(checkpoint_path).is_file():
-        discriminator = load_discriminator(checkpoint_path, device)
+    images, truth = _stack(items)
+    discriminator = _perceptual_discriminator(checkpoint_path, perceptual_weight, device)
     projector = GANProjector(generator, discriminator, num_steps=projection_steps, optimize_noise=optimize_noise,
                              perceptual_weight=perceptual_weight, seed=seed)  # fmt: skip
     projected = project_images(projector, images, projection_batch_size)
@@ -340,7 +354,6 @@ def segment_real_images(
         "projection_seconds": round(projected.seconds, 2),
     }
     if dataset.summary.get("unlabelled_items", 0) == 0:  # every image came with its mask: score the labels
-        truth = torch.stack([torch.as_tensor(np.asarray(item["label"])).long() for item in items])
         summary.update(score_labels(labels, truth, ensemble.num_classes))
     write_json_atomic(out_dir / "segmentation.json", {**summary, "images": records})
     return summary
