@@ -10,6 +10,7 @@ from monai.engines import Trainer
 from torch.optim import Optimizer
 
 from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
+from monai_synth.networks.latents import sample_latents
 
 __all__ = ["PairedGANTrainer", "NonFiniteLossError", "check_finite_loss"]
 
@@ -118,10 +119,7 @@ class PairedGANTrainer(Trainer):
 
     def sample_latents(self, num: int) -> torch.Tensor:
         """``(num, latent_dim)`` latents from the trainer's own generator, moved to the training device."""
-        if self.latent_distribution == "uniform":
-            z = torch.rand(num, self.latent_dim, generator=self.latent_generator) * 2.0 - 1.0
-        else:
-            z = torch.randn(num, self.latent_dim, generator=self.latent_generator)
+        z = sample_latents(num, self.latent_dim, generator=self.latent_generator, distribution=self.latent_distribution)
         return z.to(self.state.device, non_blocking=self.non_blocking)
 
     def state_dict(self) -> dict[str, Any]:

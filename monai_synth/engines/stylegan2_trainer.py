@@ -10,6 +10,7 @@ from monai.engines import Trainer
 from torch.optim import Optimizer
 
 from monai_synth.losses import PathLengthPenalty, d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from monai_synth.networks.latents import sample_latents
 
 from .paired_gan_trainer import check_finite_loss
 
@@ -179,7 +180,7 @@ class StyleGAN2Trainer(Trainer):
         )
 
     def _z(self, num: int) -> torch.Tensor:
-        z = torch.randn(num, self.g_network.z_dim, generator=self.latent_generator)
+        z = sample_latents(num, self.g_network.z_dim, generator=self.latent_generator, distribution="normal")
         return z.to(self.state.device, non_blocking=self.non_blocking)
 
     def _generate(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:

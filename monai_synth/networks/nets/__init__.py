@@ -7,8 +7,6 @@ from .dcgan import (
     PairedDCGANDiscriminator,
     PairedDCGANGenerator,
     init_dcgan_weights,
-    latents_from_seeds,
-    sample_latents,
 )
 from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
 from .stylegan2 import (
@@ -38,6 +36,4 @@ __all__ = [
     "PairedDCGANGenerator",
     "PairedDCGANDiscriminator",
     "init_dcgan_weights",
-    "sample_latents",
-    "latents_from_seeds",
 ]

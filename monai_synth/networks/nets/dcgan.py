@@ -15,7 +15,6 @@ generator feature maps (512, 256, 128, 128, 128), discriminator feature maps (12
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,8 +29,6 @@ __all__ = [
     "PairedDCGANGenerator",
     "PairedDCGANDiscriminator",
     "init_dcgan_weights",
-    "sample_latents",
-    "latents_from_seeds",
 ]
 
 MIN_FEATURE_SIZE = 4
@@ -105,91 +102,6 @@ def init_dcgan_weights(module: nn.Module, std: float = 0.05) -> nn.Module:
     return module
 
 
-def sample_latents(
-    num: int,
-    latent_dim: int,
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-    distribution: str = "uniform",
-) -> torch.Tensor:
-    """Draw ``num`` latent vectors from U[-1, 1], the paper's noise distribution (or N(0, 1) for StyleGAN2).
-
-    Samples are drawn on the device of ``generator`` (CPU when none is given, or ``device`` when no
-    generator is given) and then moved to ``device``, so a seeded CPU generator gives the same
-    vectors whatever device the network runs on.
-
-    Args:
-        num: number of vectors ``B`` (may be 0).
-        latent_dim: vector length (400 in the paper).
-        generator: optional seeded ``torch.Generator``; ``None`` uses the global RNG.
-        device: device of the returned tensor.
-        distribution: ``"uniform"`` (U[-1, 1), Neff et al.) or ``"normal"`` (N(0, 1), StyleGAN2).
-
-    Returns:
-        float32 tensor ``(B, latent_dim)`` with values in [-1, 1) (uniform).
-
-    Raises:
-        ValueError: negative ``num``, ``latent_dim < 1`` or an unknown ``distribution``.
-    """
-    if distribution not in ("uniform", "normal"):
-        raise ValueError(f"sample_latents: distribution must be 'uniform' or 'normal', got {distribution!r}.")
-    if isinstance(num, bool) or int(num) != num or num < 0:
-        raise ValueError(f"sample_latents: num must be an integer >= 0, got {num!r}.")
-    if isinstance(latent_dim, bool) or int(latent_dim) != latent_dim or latent_dim < 1:
-        raise ValueError(f"sample_latents: latent_dim must be an integer >= 1, got {latent_dim!r}.")
-    draw_device = generator.device if generator is not None else device
-    if distribution == "normal":
-        z = torch.randn(int(num), int(latent_dim), generator=generator, device=draw_device, dtype=torch.float32)
-    else:
-        z = torch.rand(int(num), int(latent_dim), generator=generator, device=draw_device, dtype=torch.float32)
-        z = z.mul_(2.0).sub_(1.0)
-    return z if device is None else z.to(device)
-
-
-def latents_from_seeds(
-    seeds: Sequence[int], latent_dim: int, device: torch.device | str | None = None, distribution: str = "uniform"
-) -> torch.Tensor:
-    """One U[-1, 1] (or, with ``distribution="normal"``, N(0, 1)) latent vector per seed, each from its own ``torch.Generator``.
-
-    Row ``i`` depends only on ``seeds[i]``, never on the other seeds in the batch, the batch size or
-    the global RNG state, so a sample regenerated alone, in another batch or in a resumed sharded run
-    is identical (generation is idempotent per seed).
-
-    Args:
-        seeds: integer seeds (``torch.Generator.manual_seed`` range).
-        latent_dim: vector length.
-        device: device of the returned tensor (vectors are always drawn on CPU).
-
-    Returns:
-        float32 tensor ``(len(seeds), latent_dim)`` in [-1, 1).
-
-    Raises:
-        ValueError: a seed is not an integer, or ``latent_dim < 1``.
-
-    Example::
-
-        z = latents_from_seeds([0, 1, 2], latent_dim=400)
-        assert torch.equal(z[1:2], latents_from_seeds([1], latent_dim=400))
-    """
-    rows = []
-    for seed in seeds:
-        try:
-            if isinstance(seed, bool):
-                raise TypeError
-            seed = operator.index(seed)  # ints, numpy / torch integer scalars; not floats or bools
-        except TypeError:
-            raise ValueError(
-                f"latents_from_seeds: seeds must be integers, got {seed!r} ({type(seed).__name__})."
-            ) from None
-        rows.append(
-            sample_latents(1, latent_dim, generator=torch.Generator().manual_seed(seed), distribution=distribution)
-        )
-    if not rows:
-        return sample_latents(0, latent_dim, device=device, distribution=distribution)
-    z = torch.cat(rows, dim=0)
-    return z if device is None else z.to(device)
-
-
 class PairedDCGANGenerator(nn.Module):
     """DCGAN generator producing image and mask channels together (Neff et al., 2017).
 
@@ -215,7 +127,7 @@ class PairedDCGANGenerator(nn.Module):
     Example::
 
         G = PairedDCGANGenerator(image_size=128, out_channels=2)
-        pairs = G(latents_from_seeds(range(16), latent_dim=400))   # (16, 2, 128, 128) in [-1, 1]
+        pairs = G(monai_synth.networks.latents.latents_from_seeds(range(16), latent_dim=400))   # (16, 2, 128, 128) in [-1, 1]
     """
 
     def __init__(
@@ -298,7 +210,7 @@ class PairedDCGANGenerator(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(
                 f"{type(self).__name__}: expected latents of shape (B, latent_dim={self.latent_dim}), got "
-                f"{tuple(z.shape)}; draw them with sample_latents(num, latent_dim={self.latent_dim}) or check the "
+                f"{tuple(z.shape)}; draw them with monai_synth.networks.latents.sample_latents(num, latent_dim={self.latent_dim}) or check the "
                 "latent_dim setting."
             )
         x = self.project(z).view(z.shape[0], self.channels[0], self.start_size, self.start_size)

@@ -31,6 +31,7 @@ from monai_synth.networks.blocks import MinibatchStdDev
 from monai_synth.networks.blocks.equalized import EqualizedConv2d, EqualizedLinear
 from monai_synth.networks.blocks.fir import FIRUpsample2d
 from monai_synth.networks.blocks.modulated import NOISE_MODES, FromImage, StyleLayer, ToImage
+from monai_synth.networks.latents import sample_latents
 
 __all__ = [
     "STYLEGAN2_MODES",
@@ -208,8 +209,7 @@ class StyleGAN2Generator(nn.Module):
 
     def sample_z(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(num, z_dim)`` N(0, 1) latents on the network's device."""
-        device = self.const.device
-        return torch.randn(num, self.z_dim, generator=generator).to(device)
+        return sample_latents(num, self.z_dim, generator=generator, distribution="normal").to(self.const.device)
 
     def map(
         self,

@@ -5,13 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_synth.networks.nets import (
-    PairedDCGANDiscriminator,
-    PairedDCGANGenerator,
-    init_dcgan_weights,
-    latents_from_seeds,
-    sample_latents,
-)
+from monai_synth.networks.latents import latents_from_seeds, sample_latents
+from monai_synth.networks.nets import PairedDCGANDiscriminator, PairedDCGANGenerator, init_dcgan_weights
 
 torch.set_num_threads(1)
 
