@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
+from monai_synth.utils.export import export_generator, load_checkpoint
 from monai_synth.utils.io import torch_save_atomic
 
 __all__ = ["GANCheckpointHandler", "load_checkpoint", "config_differences"]
@@ -35,22 +36,6 @@ def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} in checkpoint, {current!r} now"]
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with errors that name the file.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a readable checkpoint (truncated, corrupt, or pickles code).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises RuntimeError / UnpicklingError / EOFError for damaged files
-        raise ValueError(f"Checkpoint {path} cannot be read ({type(e).__name__}: {e}).") from e
-
-
 class GANCheckpointHandler:
     """Save and resume every stateful training object, refusing checkpoints of another configuration.
 
@@ -72,7 +57,8 @@ class GANCheckpointHandler:
         resume: resume from ``save_dir/filename`` when it exists.
         filename: checkpoint file name.
         export: optional ``{"path": file, "network": module}``: also write that network's weights and
-            ``config`` alone (for inference) at every save.
+            ``config`` alone (for inference) at every save, through
+            :func:`~monai_synth.utils.export.export_generator`.
         keep_history: also keep ``checkpoint_iter_XXXXXXX.pt`` copies.
     """
 
@@ -123,11 +109,7 @@ class GANCheckpointHandler:
         if self.keep_history:
             torch_save_atomic(checkpoint, self.save_dir / f"checkpoint_iter_{engine.state.iteration:07d}.pt")
         if self.export:
-            network = self.export["network"]
-            torch_save_atomic(
-                {"state_dict": network.state_dict(), "config": self.config, "iteration": engine.state.iteration},
-                self.export["path"],
-            )
+            export_generator(self.export["network"], self.config, self.export["path"], iteration=engine.state.iteration)
 
     def load(self, engine: Engine) -> None:
         if not self.path.is_file():

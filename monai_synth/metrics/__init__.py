@@ -1,4 +1,7 @@
-"""monai_synth.metrics: generative metrics (FID / KID on offline TF-Inception weights)."""
+"""monai_synth.metrics: generative metrics (FID / KID on offline TF-Inception weights) and label agreement.
+
+``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from .fid import (
     default_inception_weights_path,
     fid_kid,
 )
+from .segmentation import score_labels
 
 __all__ = [
     "INCEPTION_FEATURE_DIM",
@@ -26,4 +30,5 @@ __all__ = [
     "compute_set_features",
     "default_inception_weights_path",
     "fid_kid",
+    "score_labels",
 ]

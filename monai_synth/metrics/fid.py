@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from monai.metrics.fid import compute_frechet_distance, get_fid_score
 
+from monai_synth.utils.export import file_sha256
 from monai_synth.utils.io import atomic_path
 
 __all__ = [
@@ -107,13 +108,10 @@ def _sha256(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _sha256_cached(path: str, size: int, mtime_ns: int, chunk_size: int = 1 << 22) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) so that new extractors do not re-hash 87 MB."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    """:func:`~monai_synth.utils.export.file_sha256`, remembered per (path, size, mtime) so new extractors do not
+    re-hash 87 MB."""
+    return file_sha256(path)
 
 
 def _tf_bilinear_matrix(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:

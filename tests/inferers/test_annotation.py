@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from monai_synth.inferers import (
+from monai_synth.apps.datasetgan import (
     InterpreterDatasetFactory,
     export_for_annotation,
     load_annotations,
-    load_interpreter,
     resolve_label_source,
     train_interpreter_from_annotations,
 )
 from monai_synth.networks.nets import StyleGAN2Generator
+from monai_synth.utils.export import load_interpreter
 from monai_synth.utils.io import torch_save_atomic
 
 

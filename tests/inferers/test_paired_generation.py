@@ -9,8 +9,11 @@ import torch
 from monai.data import load_decathlon_datalist
 from monai.transforms import LoadImage
 
-from monai_synth.inferers import PairedDatasetFactory, PairedGenerationInferer, SeedLatents, load_generator, sample_seed
-from monai_synth.networks.nets import PairedDCGANGenerator, latents_from_seeds
+from monai_synth.apps.generation import PairedDatasetFactory, sample_seed
+from monai_synth.inferers import PairedGenerationInferer, SeedLatents
+from monai_synth.networks.latents import latents_from_seeds
+from monai_synth.networks.nets import PairedDCGANGenerator
+from monai_synth.utils.export import load_generator
 from monai_synth.utils.io import torch_save_atomic
 
 SIZE, LATENT, CLASSES = 16, 8, 3  # 1 image channel + 3 one-hot mask channels

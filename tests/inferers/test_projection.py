@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from monai_synth.inferers import (
+from monai_synth.apps.datasetgan import (
     GANProjector,
-    load_interpreter,
     noise_regularization,
     train_interpreter_from_projection,
     train_latent_encoder,
 )
 from monai_synth.networks.nets import StyleGAN2Discriminator, StyleGAN2Generator
+from monai_synth.utils.export import load_interpreter
 from monai_synth.utils.io import torch_save_atomic
 
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_synth.inferers.style_interpreter import (
-    StyleInterpreterInferer,
-    image_uncertainty_score,
-    train_style_interpreter,
-)
+from monai_synth.apps.datasetgan import train_style_interpreter
+from monai_synth.inferers import StyleInterpreterInferer, image_uncertainty_score
 from monai_synth.networks.nets import PixelClassifierEnsemble, StyleGAN2Generator
 
 

@@ -65,7 +65,12 @@ def test_latents_from_seeds_match_stored_values(distribution):
 @pytest.mark.parametrize("distribution", ["uniform", "normal"])
 def test_seeded_stream_matches_stored_values(distribution):
     rng = torch.Generator().manual_seed(5)
-    z = torch.cat([sample_latents(3, 4, generator=rng, distribution=distribution), sample_latents(2, 4, generator=rng, distribution=distribution)])
+    z = torch.cat(
+        [
+            sample_latents(3, 4, generator=rng, distribution=distribution),
+            sample_latents(2, 4, generator=rng, distribution=distribution),
+        ]
+    )
     _close(z, EXPECTED_STREAM[distribution])
 
 

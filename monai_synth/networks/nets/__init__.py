@@ -1,4 +1,5 @@
-"""monai_synth.networks.nets: whole generator / discriminator networks."""
+"""monai_synth.networks.nets: whole networks: paired DCGAN, StyleGAN2 generator / discriminator,
+the style interpreter's pixel-classifier ensemble and the projection's latent encoder."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from .dcgan import (
     PairedDCGANGenerator,
     init_dcgan_weights,
 )
+from .latent_encoder import LatentEncoder
 from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
 from .stylegan2 import (
     STYLEGAN2_MODES,
@@ -21,6 +23,7 @@ from .stylegan2 import (
 )
 
 __all__ = [
+    "LatentEncoder",
     "PixelClassifierEnsemble",
     "jensen_shannon_disagreement",
     "majority_vote",

@@ -7,7 +7,8 @@ Zhang et al. 2021, keeps the 90 % most certain). Everything else -- seeds, shard
 pairs, post-processing, de-duplication, datalist and manifest -- is the paired factory's.
 
 :func:`dataset_factory` picks the label source for the ``datasetgan`` bundle's ``generate.json``: the
-interpreter when its checkpoint exists, else the paired generator's own mask channels.
+interpreter when its checkpoint exists, else the paired generator's own mask channels;
+:func:`inference_parts` does the same for ``inference.json``.
 """
 
 from __future__ import annotations
@@ -18,51 +19,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.transforms import Compose
 
-from monai_synth.handlers.checkpoint import load_checkpoint
-from monai_synth.networks.nets.pixel_classifier import PixelClassifierEnsemble
-from monai_synth.transforms import PostprocessMask
+from monai_synth.apps.generation import (
+    GenerationParts,
+    PairedDatasetFactory,
+    generator_inference,
+    pair_postprocessing,
+    resolve_num_components,
+)
+from monai_synth.inferers import SeedLatents, StyleInterpreterInferer, latent_spec
+from monai_synth.utils.export import file_sha256, load_generator, load_interpreter
 
-from .paired_generation import PairedDatasetFactory, _sha256
-from .style_interpreter import StyleInterpreterInferer
-
-__all__ = ["InterpreterDatasetFactory", "dataset_factory", "load_interpreter", "resolve_label_source"]
+__all__ = ["InterpreterDatasetFactory", "dataset_factory", "inference_parts", "resolve_label_source"]
 
 logger = logging.getLogger(__name__)
-
-
-def load_interpreter(
-    path: str | Path,
-    generator_path: str | Path | None = None,
-    device: str | torch.device = "cpu",
-    generator_sha256: str | None = None,
-) -> tuple[PixelClassifierEnsemble, dict[str, Any]]:
-    """Build the ensemble stored in ``interpreter.pt`` (``weights_only`` load) in eval mode.
-
-    Args:
-        path: the file written by ``train_interpreter.json``.
-        generator_path: when given, the generator the interpreter must have been trained on (sha256 check).
-        generator_sha256: that generator's sha256 when the caller already has it (not read again).
-
-    Raises:
-        ValueError: not an interpreter file, or trained on another generator (both files named).
-    """
-    checkpoint = load_checkpoint(path, map_location="cpu")
-    if "state_dict" not in checkpoint or "config" not in checkpoint or "generator_sha256" not in checkpoint:
-        raise ValueError(
-            f"{path} is not a style-interpreter checkpoint (expected 'state_dict', 'config' and 'generator_sha256'); "
-            "pass the interpreter.pt written by train_interpreter.json."
-        )
-    if generator_path is not None and generator_sha256 is None:
-        generator_sha256 = _sha256(Path(generator_path))
-    if generator_path is not None and generator_sha256 != checkpoint["generator_sha256"]:
-        raise ValueError(
-            f"{path} was trained on the features of another generator than {generator_path} (sha256 differs): its "
-            "labels would not match the images. Train the interpreter again with this generator."
-        )
-    ensemble = PixelClassifierEnsemble(**checkpoint["config"])
-    ensemble.load_state_dict(checkpoint["state_dict"])
-    return ensemble.to(device).eval(), checkpoint
 
 
 def resolve_label_source(label_source: str, interpreter_path: str | Path | None) -> str:
@@ -85,7 +56,7 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
 
     Sample ``i`` is the generator's image for latent seed ``seed * 10**6 + i`` (N(0, 1) z, constant noise)
     and the interpreter's majority vote over it, post-processed and de-duplicated exactly as in
-    :class:`~monai_synth.inferers.PairedDatasetFactory` (read its docstring for the output layout, shards
+    :class:`~monai_synth.apps.generation.PairedDatasetFactory` (read its docstring for the output layout, shards
     and resume). Each pair's ``uncertainty_score`` (mean of its ``top_fraction`` highest per-pixel
     Jensen-Shannon disagreements) goes to the manifest. When every shard exists, the ``drop_fraction``
     most uncertain non-duplicate pairs are left out of ``datalist.json``; their files stay on disk and the
@@ -103,7 +74,7 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
         rows_per_chunk: interpreter rows per chunk (``None``: about 16k pixels per chunk).
         num_components: components kept per class by post-processing, or ``"auto"`` (from the
             generator's training data, else 1).
-        kwargs: the remaining :class:`~monai_synth.inferers.PairedDatasetFactory` settings.
+        kwargs: the remaining :class:`~monai_synth.apps.generation.PairedDatasetFactory` settings.
     """
 
     def __init__(
@@ -131,9 +102,7 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
         )
         self.drop_fraction = float(drop_fraction)
         self.num_classes = self.ensemble.num_classes
-        if self.postprocess is not None:
-            components = self.fingerprint["postprocess"]["num_components"]
-            self.postprocess = PostprocessMask(self.num_classes, num_components=components)
+        self.postprocessing = self._postprocessing()  # the interpreter's classes, its output dict
         self.inferer = StyleInterpreterInferer(
             self.network, "z", rows_per_chunk=rows_per_chunk, top_fraction=top_fraction, truncation_psi=truncation_psi
         )
@@ -141,7 +110,7 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
         self.fingerprint.update(
             {
                 "label_source": "interpreter",
-                "interpreter_sha256": _sha256(self.interpreter_path),
+                "interpreter_sha256": file_sha256(self.interpreter_path),
                 "top_fraction": float(top_fraction),
                 "truncation_psi": float(truncation_psi),
             }
@@ -160,14 +129,16 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
                 "an image- or paired-mode StyleGAN2."
             )
 
-    def _draw(self, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor, list[dict[str, Any]]]:
-        out = self.inferer(self._latents(seeds), self.ensemble)
-        scores = out["uncertainty_score"].cpu().tolist()
-        return (
-            out["image"].clamp(-1, 1).cpu(),
-            out["label"].to(torch.uint8).cpu(),
-            [{"uncertainty_score": round(float(s), 6)} for s in scores],
+    def _postprocessing(self) -> Compose:
+        return pair_postprocessing(
+            self.image_channels, self.num_classes, num_components=self.num_components, label_source="interpreter"
         )
+
+    def _draw(self, seeds: list[int]) -> tuple[list[Any], list[dict[str, Any]]]:
+        out = self.inferer(self._latents(seeds), self.ensemble)
+        items = [{key: out[key][k].cpu() for key in ("image", "label", "uncertainty")} for k in range(len(seeds))]
+        scores = out["uncertainty_score"].cpu().tolist()
+        return items, [{"uncertainty_score": round(float(s), 6)} for s in scores]
 
     def _select(self, entries: list[dict]) -> tuple[list[dict], dict[str, Any]]:
         candidates = [e for e in entries if e["kept"]]
@@ -226,3 +197,36 @@ def dataset_factory(
         truncation_psi=truncation_psi,
         **kwargs,
     )
+
+
+def inference_parts(
+    generator_path: str | Path,
+    interpreter_path: str | Path | None = None,
+    label_source: str = "auto",
+    device: str | torch.device = "cpu",
+    threshold: float = 0.0,
+    truncation_psi: float = 1.0,
+) -> GenerationParts:
+    """The evaluator parts of the ``datasetgan`` ``inference.json`` for ``label_source``.
+
+    ``"generator"``: the StyleGAN2 generator's own output, decoded by its mode (image / paired / mask).
+    ``"interpreter"``: the network is the style interpreter, the inferer a
+    :class:`~monai_synth.inferers.StyleInterpreterInferer` on the generator (labels, uncertainty maps).
+    Both post-process the labels with the components count of the generator's training masks.
+
+    Raises:
+        ValueError: a generator of another bundle, or an interpreter trained on another generator.
+        FileNotFoundError: ``label_source="interpreter"`` without the interpreter file.
+    """
+    if resolve_label_source(label_source, interpreter_path) == "generator":
+        return generator_inference(generator_path, device, threshold, truncation_psi, bundle="datasetgan")
+    generator, config = load_generator(generator_path, device, bundle="datasetgan")
+    ensemble, _ = load_interpreter(interpreter_path, generator_path, device)
+    postprocessing = pair_postprocessing(
+        int(config["data"]["image_channels"]),
+        ensemble.num_classes,
+        num_components=resolve_num_components("auto", config),
+        label_source="interpreter",
+    )
+    inferer = StyleInterpreterInferer(generator, truncation_psi=truncation_psi)
+    return GenerationParts(ensemble, inferer, SeedLatents(*latent_spec(config)), postprocessing, config)

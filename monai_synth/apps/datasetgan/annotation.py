@@ -24,13 +24,16 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from monai_synth.apps.generation import sample_seed
+from monai_synth.inferers import StyleInterpreterInferer, latent_spec
+from monai_synth.metrics.segmentation import score_labels
+from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.networks.nets import PixelClassifierEnsemble
-from monai_synth.networks.nets.dcgan import latents_from_seeds
 from monai_synth.transforms import DecodePaired
+from monai_synth.utils.export import file_sha256, load_generator, save_interpreter
 from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
 
-from .paired_generation import _sha256, latent_spec, load_generator, sample_seed
-from .style_interpreter import StyleInterpreterInferer, score_labels, train_style_interpreter
+from .interpreter_training import train_style_interpreter
 
 __all__ = ["export_for_annotation", "load_annotations", "train_interpreter_from_annotations"]
 
@@ -50,12 +53,9 @@ def export_for_annotation(
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     generator_path = Path(generator_path)
-    generator, config = load_generator(generator_path, device)
+    # the style interpreter reads StyleGAN2 features: a paired_dcgan export is refused, naming the file
+    generator, config = load_generator(generator_path, device, bundle="datasetgan")
     gconfig = config["generator"]
-    if "mode" not in gconfig:
-        raise ValueError(
-            f"{generator_path} is not a StyleGAN2 generator: the style interpreter reads StyleGAN2 features."
-        )
     dim, distribution = latent_spec(config)
     out = Path(output_dir)
     seeds = [sample_seed(seed, i) for i in range(num_samples)]
@@ -83,7 +83,7 @@ def export_for_annotation(
     torch_save_atomic({"z": z, "seeds": seeds, "ids": ids}, out / "latents.pt")
     manifest = {
         "generator_path": str(generator_path),
-        "generator_sha256": _sha256(generator_path),
+        "generator_sha256": file_sha256(generator_path),
         "mode": gconfig["mode"],
         "image_size": int(gconfig["image_size"]),
         "num_classes": int(data.get("num_classes", 2)),
@@ -120,7 +120,7 @@ def load_annotations(
     """
     export_dir, labels_dir = Path(export_dir), Path(labels_dir)
     manifest = read_json(export_dir / "manifest.json")
-    if _sha256(Path(generator_path)) != manifest["generator_sha256"]:
+    if file_sha256(generator_path) != manifest["generator_sha256"]:
         raise ValueError(
             f"{generator_path} is not the generator the images in {export_dir} were exported from (sha256 differs): "
             "features would not match the annotated images. Export again with this generator."
@@ -178,7 +178,7 @@ def train_interpreter_from_annotations(
 ) -> dict[str, Any]:
     """Train the ensemble on the annotated exports, score it on held-out annotated ones, save it.
 
-    Writes ``output_path`` (``{"state_dict", "config", "generator_sha256"}``) and returns a summary with
+    Writes ``output_path`` (:func:`~monai_synth.utils.export.save_interpreter`) and returns a summary with
     the held-out mean foreground Dice and mIoU (MONAI ``DiceMetric`` / ``MeanIoU``), the loss curve and the
     peak training memory of the process.
     """
@@ -204,16 +204,13 @@ def train_interpreter_from_annotations(
         result = score_labels(out["label"], masks[held][:, None], k)
         scores["held_out_dice"], scores["held_out_miou"] = result["dice"], result["miou"]
         scores["held_out_uncertainty_score"] = out["uncertainty_score"].tolist()
-    torch_save_atomic(
-        {
-            "state_dict": ensemble.state_dict(),
-            "config": ensemble.get_config(),
-            "generator_sha256": manifest["generator_sha256"],  # checked equal to the generator's by load_annotations
-            "label_names": manifest.get("label_names"),
-            "train_ids": [ids[i] for i in train],
-            "held_out_ids": [ids[i] for i in held],
-        },
+    save_interpreter(
+        ensemble,
         output_path,
+        manifest["generator_sha256"],  # checked equal to the generator's by load_annotations
+        manifest.get("label_names"),
+        train_ids=[ids[i] for i in train],
+        held_out_ids=[ids[i] for i in held],
     )
     return {
         **scores,

@@ -1,0 +1,10 @@
+"""monai_synth.apps: the workflows bundles call, one folder each, in the spirit of ``monai.apps``.
+
+``generation``: the labelled-data factory shared by every generator; ``datasetgan``: annotation, interpreter, projection.
+"""
+
+from __future__ import annotations
+
+from . import datasetgan, generation
+
+__all__ = ["datasetgan", "generation"]

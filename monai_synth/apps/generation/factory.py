@@ -1,0 +1,342 @@
+"""The labelled-data factory shared by every generator: sharded, resumable NIfTI pairs + datalist + manifest."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.transforms import Compose
+
+from monai_synth.data.deduplication import DuplicateFilter, duplicate_rate
+from monai_synth.inferers import latent_spec
+from monai_synth.networks.latents import latents_from_seeds
+from monai_synth.utils.export import file_sha256, load_generator
+from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, write_json_atomic
+
+from .postprocessing import pair_postprocessing, resolve_num_components
+
+__all__ = ["PairedDatasetFactory", "sample_seed"]
+
+logger = logging.getLogger(__name__)
+
+_SEEDS_PER_RUN = 1_000_000
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Seed of sample ``index`` in a generation run started with ``seed`` (``seed * 10**6 + index``)."""
+    if not 0 <= index < _SEEDS_PER_RUN:
+        raise ValueError(f"sample index {index} is outside [0, {_SEEDS_PER_RUN}); use another `seed` for more samples.")
+    return int(seed) * _SEEDS_PER_RUN + int(index)
+
+
+class PairedDatasetFactory:
+    """The labelled-data factory: ``num_samples`` generated pairs as NIfTI + a MONAI datalist + a manifest.
+
+    Sample ``i`` uses latent seed ``seed * 10**6 + i``, so a run is idempotent for a given seed (same
+    weights, same settings, same batch size give identical files). Work is cut in shards of
+    ``shard_size`` samples; a shard's files are written atomically, then its record
+    ``shards/shard_XXXXX.json``. A killed run resumes at the first shard without a record, and the
+    de-duplication state is restored from the previous record, so decisions equal an uninterrupted
+    run's. Asking for more samples later extends the set.
+
+    Output folder::
+
+        generation.json          settings fingerprint (generator sha256, seed, post-processing, dedup)
+        pairs/<id>_image.nii.gz  image (C, H, W) float32 in [-1, 1] (C = 1 stored as (H, W))
+        pairs/<id>_label.nii.gz  uint8 labels 0..K-1 (after post-processing)
+        pairs/<id>_*.png         with save_png
+        shards/shard_XXXXX.json  per-shard records (resume points)
+        manifest.json            per pair: id, seed, kept/reason, duplicate_of, hash distance,
+                                 post-processing change fraction, label fractions; plus summary
+        datalist.json            {"training": [{"image", "label", "case_id", "seed"}, ...]} of kept pairs
+
+    Args:
+        generator_path: exported ``generator.pt`` (see :func:`~monai_synth.utils.export.load_generator`).
+        output_dir: output folder; refused if it holds a set made with other settings.
+        num_samples: number of pairs to generate (duplicates are dropped from the datalist, so the
+            datalist may hold fewer; the manifest says why each was dropped).
+        seed: run seed.
+        batch_size: generator batch size.
+        shard_size: samples per shard (resume granularity).
+        threshold: binary mask threshold in [-1, 1] (Neff et al. used 150/255, i.e. about 0.18).
+        postprocess: keep the largest component(s) per class and fill holes.
+        num_components: components kept per class, or ``"auto"``: the largest typical count seen in
+            the training masks (stored in the generator export; 2 for one label covering both lungs).
+        dedup: drop perceptual-hash near-duplicates of earlier kept pairs.
+        dedup_max_distance: hash bits within which two images are duplicates.
+        dedup_hash_size: perceptual-hash size (16 separates distinct phantoms; see
+            :mod:`monai_synth.data.deduplication`).
+        save_png: also write PNG previews of each pair.
+        device: generation device.
+        id_prefix: prefix of pair ids (``<prefix>_<index>`` for seed 0, ``<prefix>_s<seed>_<index>`` otherwise).
+    """
+
+    def __init__(
+        self,
+        generator_path: str | Path,
+        output_dir: str | Path,
+        num_samples: int = 100,
+        seed: int = 0,
+        batch_size: int = 64,
+        shard_size: int = 256,
+        threshold: float = 0.0,
+        postprocess: bool = True,
+        num_components: int | str = "auto",
+        dedup: bool = True,
+        dedup_max_distance: int = 12,
+        dedup_hash_size: int = 16,
+        save_png: bool = False,
+        device: str | torch.device = "cpu",
+        id_prefix: str = "syn",
+    ) -> None:
+        for name, value, low in (
+            ("num_samples", num_samples, 1),
+            ("batch_size", batch_size, 1),
+            ("shard_size", shard_size, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        if num_samples > _SEEDS_PER_RUN:
+            raise ValueError(f"num_samples must be <= {_SEEDS_PER_RUN} per seed, got {num_samples}.")
+        self.generator_path = Path(generator_path)
+        self.output_dir = Path(output_dir)
+        self.num_samples = num_samples
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.shard_size = shard_size
+        self.save_png = bool(save_png)
+        self.device = torch.device(device)
+        self.id_prefix = id_prefix
+        self.network, self.config = load_generator(self.generator_path, self.device)
+        data = self.config.get("data", {})
+        self.image_channels = int(data["image_channels"])
+        self.num_classes = int(data["num_classes"])
+        self.mode = self.config.get("generator", {}).get("mode", "paired")
+        self._check_mode()
+        self.latent_dim, self.latent_distribution = latent_spec(self.config)
+        num_components = resolve_num_components(num_components, self.config)
+        self.threshold = float(threshold)
+        self.num_components = num_components if postprocess else None
+        self.postprocessing = self._postprocessing()
+        self.dedup_settings = {"max_distance": dedup_max_distance, "hash_size": dedup_hash_size} if dedup else None
+        self.fingerprint = {
+            "generator_sha256": file_sha256(self.generator_path),
+            "seed": self.seed,
+            "shard_size": shard_size,
+            "threshold": float(threshold),
+            "postprocess": {"enabled": bool(postprocess), "num_components": num_components},
+            "dedup": self.dedup_settings,
+            "id_prefix": id_prefix,
+            "save_png": self.save_png,
+        }
+
+    def _check_mode(self) -> None:
+        if self.mode != "paired":
+            raise ValueError(
+                f"{self.generator_path} is a {self.mode}-mode generator: it does not draw image + mask pairs. The "
+                "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired); "
+                "for an image-mode StyleGAN2 train a style interpreter (datasetgan train_interpreter.json) and give "
+                "its interpreter.pt to generate.json."
+            )
+
+    def _postprocessing(self) -> Compose:
+        """Decode -> post-process chain of one drawn item (:func:`pair_postprocessing`, as in ``inference.json``)."""
+        return pair_postprocessing(
+            self.image_channels, self.num_classes, threshold=self.threshold, num_components=self.num_components
+        )
+
+    def _latents(self, seeds: list[int]) -> torch.Tensor:
+        return latents_from_seeds(seeds, self.latent_dim, device=self.device, distribution=self.latent_distribution)
+
+    def _draw(self, seeds: list[int]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """What the generator draws for these seeds, one item per seed for :attr:`postprocessing` (here the
+        raw pair ``(C + M, H, W)``), and per item extra manifest fields (none here)."""
+        pairs = self.network(self._latents(seeds)).float().cpu()
+        return list(pairs), [{} for _ in seeds]
+
+    def _select(self, entries: list[dict]) -> tuple[list[dict], dict[str, Any]]:
+        """Run-level selection after every shard exists: ``(entries, summary fields)``; keeps all here."""
+        return entries, {}
+
+    def _label_names(self) -> dict[str, str]:
+        names = self.config.get("data", {}).get("label_names")
+        if not names or len(names) != self.num_classes:
+            names = {str(i): f"label_{i}" for i in range(self.num_classes)}
+        return names
+
+    def _check_output_dir(self) -> None:
+        marker = self.output_dir / "generation.json"
+        if marker.is_file():
+            saved = read_json(marker).get("fingerprint")
+            if saved != self.fingerprint:
+                changed = sorted(
+                    k
+                    for k in set(saved or {}) | set(self.fingerprint)
+                    if (saved or {}).get(k) != self.fingerprint.get(k)
+                )
+                raise ValueError(
+                    f"{self.output_dir} already holds a generated set made with other settings ({', '.join(changed)} "
+                    "differ); nothing was overwritten. Choose another output_dir or delete that folder."
+                )
+            return
+        if self.output_dir.exists() and any(self.output_dir.iterdir()):
+            raise ValueError(
+                f"{self.output_dir} is not empty and holds no generation.json; refusing to write a generated set "
+                "into it. Choose an empty or new output_dir."
+            )
+        write_json_atomic(marker, {"fingerprint": self.fingerprint, "config": self.config})
+
+    def _shard_path(self, shard: int) -> Path:
+        return self.output_dir / "shards" / f"shard_{shard:05d}.json"
+
+    def _load_shard(self, shard: int) -> dict | None:
+        path = self._shard_path(shard)
+        if not path.is_file():
+            return None
+        record = read_json(path)
+        for entry in record["pairs"]:
+            if entry["kept"] and not all((self.output_dir / entry[k]).is_file() for k in ("image", "label")):
+                logger.warning("%s lists files that are missing; regenerating shard %d.", path, shard)
+                return None
+        return record
+
+    @torch.no_grad()
+    def _generate_shard(self, shard: int, dedup: DuplicateFilter | None) -> dict:
+        start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, self._total)
+        entries = []
+        for first in range(start, stop, self.batch_size):
+            indices = list(range(first, min(first + self.batch_size, stop)))
+            seeds = [sample_seed(self.seed, i) for i in indices]
+            items, extras = self._draw(seeds)
+            for index, sample, item, extra in zip(indices, seeds, items, extras):
+                entries.append(self._finish_pair(index, sample, item, dedup, extra))
+        record = {"shard": shard, "pairs": entries, "dedup_state": dedup.state_dict() if dedup else None}
+        write_json_atomic(self._shard_path(shard), record)
+        return record
+
+    def _finish_pair(self, index: int, sample: int, item: Any, dedup, extra: dict | None = None) -> dict:
+        # ids are unique across run seeds, so sets generated with different seeds can meet in one study
+        pair_id = f"{self.id_prefix}_{index:06d}" if self.seed == 0 else f"{self.id_prefix}_s{self.seed}_{index:06d}"
+        out = self.postprocessing({"pred": item})
+        image = np.asarray(out["gen_image"], dtype=np.float32)
+        label = np.asarray(out["gen_label"])
+        change = out.get("postprocess_change", 0.0)
+        entry: dict[str, Any] = {
+            "id": pair_id,
+            "index": index,
+            "seed": sample,
+            "postprocess_change": round(float(change), 6),
+            **(extra or {}),
+        }
+        entry["label_fractions"] = (
+            (np.bincount(label.ravel().astype(np.int64), minlength=self.num_classes) / label.size).round(5).tolist()
+        )
+        if dedup is not None:
+            is_dup, dup_of, distance = dedup.check(image, item_id=pair_id)
+            entry.update({"duplicate_of": dup_of if is_dup else None, "hash_distance": distance})
+            if is_dup:
+                entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
+                return entry
+        entry.update({"kept": True, "reason": None})
+        entry["image"] = f"pairs/{pair_id}_image.nii.gz"
+        entry["label"] = f"pairs/{pair_id}_label.nii.gz"
+        save_nifti_atomic(self.output_dir / entry["image"], image.astype(np.float32))
+        save_nifti_atomic(self.output_dir / entry["label"], label[0].astype(np.uint8))
+        if self.save_png:
+            save_png_atomic(
+                self.output_dir / f"pairs/{pair_id}_image.png", np.round((image[0] + 1) * 127.5).astype(np.uint8)
+            )
+            save_png_atomic(self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8))
+        return entry
+
+    def run(self) -> dict[str, Any]:
+        """Generate (or resume/extend) the set and write ``manifest.json`` and ``datalist.json``.
+
+        Returns:
+            the summary stored in the manifest (counts, duplicate rate, timing).
+        """
+        self._check_output_dir()
+        self._total = self.num_samples
+        num_shards = -(-self.num_samples // self.shard_size)
+        dedup = (
+            DuplicateFilter(image_channels=self.image_channels, **self.dedup_settings) if self.dedup_settings else None
+        )
+        entries: list[dict] = []
+        generated = resumed = 0
+        started = time.perf_counter()
+        for shard in range(num_shards):
+            record = self._load_shard(shard)
+            expected = min(self.shard_size, self.num_samples - shard * self.shard_size)
+            if record is not None and len(record["pairs"]) == expected:
+                resumed += 1
+            else:
+                if dedup is not None and shard > 0:
+                    dedup.load_state_dict(self._load_shard(shard - 1)["dedup_state"])
+                record = self._generate_shard(shard, dedup)
+                generated += 1
+            if dedup is not None and record["dedup_state"] is not None:
+                dedup.load_state_dict(record["dedup_state"])
+            entries += record["pairs"]
+        seconds = time.perf_counter() - started
+        entries, selection = self._select(entries)
+        kept = [e for e in entries if e["kept"]]
+        label_names = self._label_names()
+        summary = {
+            "num_generated": len(entries),
+            "num_kept": len(kept),
+            "duplicate_rate": duplicate_rate([e.get("duplicate_of") is not None for e in entries])
+            if self.dedup_settings
+            else None,
+            "mean_postprocess_change": float(np.mean([e["postprocess_change"] for e in entries])),
+            "shards_generated": generated,
+            "shards_resumed": resumed,
+            "seconds": round(seconds, 3),
+            "pairs_per_second": round(len(entries) / seconds, 3) if generated == num_shards and seconds > 0 else None,
+            "device": str(self.device),
+            "host": platform.node(),
+            **selection,
+        }
+        write_json_atomic(
+            self.output_dir / "manifest.json",
+            {
+                "fingerprint": self.fingerprint,
+                "num_samples": self.num_samples,
+                "latent": {
+                    "kind": "z",
+                    "dim": self.latent_dim,
+                    "distribution": self.latent_distribution,
+                    "from": "seed: monai_synth.networks.latents.latents_from_seeds([seed], dim, distribution=...)",
+                },
+                "summary": summary,
+                "pairs": entries,
+            },
+        )
+        write_json_atomic(
+            self.output_dir / "datalist.json",
+            {
+                "name": "monai_synth generated pairs",
+                "description": f"{len(kept)} pairs from {self.generator_path.name} (seed {self.seed})",
+                "labels": label_names,
+                "modality": {str(c): "synthetic" for c in range(self.image_channels)},
+                "numTraining": len(kept),
+                "training": [
+                    {"image": e["image"], "label": e["label"], "case_id": e["id"], "seed": e["seed"]} for e in kept
+                ],
+            },
+        )
+        logger.info(
+            "Generated %d pairs (%d kept, duplicate rate %s) in %s.",
+            len(entries),
+            len(kept),
+            summary["duplicate_rate"],
+            self.output_dir,
+        )
+        return summary
+
+    def __call__(self) -> dict[str, Any]:
+        return self.run()
