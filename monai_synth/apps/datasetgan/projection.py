@@ -628,4 +628,11 @@ def segment_real_images(
     if dataset.summary.get("unlabelled_items", 0) == 0:  # every image came with its mask: score the labels
         summary.update(score_labels(labels, truth, ensemble.num_classes))
     write_json_atomic(out_dir / "segmentation.json", {**summary, "images": records})
+    logger.info(
+        "segmented %d images into %s; reconstruction PSNR %.2f dB; Dice %s",
+        len(items),
+        out_dir,
+        summary["psnr_mean"],
+        summary.get("dice"),
+    )
     return summary
