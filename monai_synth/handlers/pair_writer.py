@@ -9,6 +9,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_synth.utils.io import save_nifti_atomic, save_png_atomic
+from monai_synth.utils.visualize import to_uint8
 
 __all__ = ["GeneratedPairWriter"]
 
@@ -67,7 +68,7 @@ class GeneratedPairWriter:
                 if self.save_png:
                     save_png_atomic(
                         self.output_dir / f"{name}_image.png",
-                        np.round((np.clip(image[0], -1, 1) + 1) * 127.5).astype(np.uint8),
+                        to_uint8(image[0]),
                     )
             if self.label_key in out:  # mask-only generators (M-SG) write no image
                 label = _numpy(out[self.label_key]).astype(np.uint8)

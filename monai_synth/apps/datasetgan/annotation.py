@@ -32,6 +32,7 @@ from monai_synth.networks.nets import PixelClassifierEnsemble
 from monai_synth.transforms import DecodePaired
 from monai_synth.utils.export import file_sha256, load_generator, save_interpreter
 from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.utils.visualize import to_uint8
 
 from .interpreter_training import train_style_interpreter
 
@@ -77,7 +78,7 @@ def export_for_annotation(
             image = images[j].numpy()
             save_nifti_atomic(out / "images" / f"{name}_image.nii.gz", image.astype(np.float32))
             if save_png:
-                save_png_atomic(out / "images" / f"{name}_image.png", np.round((image[0] + 1) * 127.5).astype(np.uint8))
+                save_png_atomic(out / "images" / f"{name}_image.png", to_uint8(image[0]))
             if labels is not None:
                 save_nifti_atomic(out / "auto_labels" / f"{name}_label.nii.gz", labels[j, 0].numpy().astype(np.uint8))
     torch_save_atomic({"z": z, "seeds": seeds, "ids": ids}, out / "latents.pt")

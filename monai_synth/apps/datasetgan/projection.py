@@ -46,6 +46,7 @@ from monai_synth.networks.latents import sample_latents
 from monai_synth.networks.nets import LatentEncoder, PixelClassifierEnsemble, StyleGAN2Discriminator
 from monai_synth.utils.export import file_sha256, load_discriminator, load_generator, load_interpreter, save_interpreter
 from monai_synth.utils.io import save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.utils.visualize import to_uint8
 
 from .interpreter_training import train_style_interpreter
 
@@ -495,7 +496,7 @@ def train_interpreter_from_projection(
     )
     for j in range(min(8, len(items))):  # target | reconstruction previews
         pair = torch.cat([images[j, 0], projected.image[j, 0].cpu()], dim=1)
-        save_png_atomic(projection_dir / f"preview_{j:02d}.png", np.round((pair.numpy() + 1) * 127.5).astype(np.uint8))
+        save_png_atomic(projection_dir / f"preview_{j:02d}.png", to_uint8(pair))
 
     torch.manual_seed(seed)
     ensemble = PixelClassifierEnsemble(generator.feature_channels, k, num_members, hidden_channels).to(device)

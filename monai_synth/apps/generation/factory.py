@@ -17,6 +17,7 @@ from monai_synth.inferers import latent_spec
 from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.utils.export import file_sha256, load_generator
 from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, write_json_atomic
+from monai_synth.utils.visualize import to_uint8
 
 from .postprocessing import pair_postprocessing, resolve_num_components
 
@@ -248,9 +249,7 @@ class PairedDatasetFactory:
         save_nifti_atomic(self.output_dir / entry["image"], image.astype(np.float32))
         save_nifti_atomic(self.output_dir / entry["label"], label[0].astype(np.uint8))
         if self.save_png:
-            save_png_atomic(
-                self.output_dir / f"pairs/{pair_id}_image.png", np.round((image[0] + 1) * 127.5).astype(np.uint8)
-            )
+            save_png_atomic(self.output_dir / f"pairs/{pair_id}_image.png", to_uint8(image[0]))
             save_png_atomic(self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8))
         return entry
 
