@@ -11,7 +11,7 @@ paper's maps, z = 400) and a phantom-like 7-channel pair (1 image + 6 one-hot cl
 
 - ``train_images_per_s``: :class:`monai_synth.engines.PairedGANTrainer` iterations (one D and one G
   step on a batch) after one warm-up iteration;
-- ``generate_pairs_per_s``: :class:`monai_synth.inferers.PairedDatasetFactory` end to end (latents,
+- ``generate_pairs_per_s``: :class:`monai_synth.apps.generation.PairedDatasetFactory` end to end (latents,
   generator, mask decoding and post-processing, de-duplication, NIfTI writing, datalist, manifest)
   with ``batch_size`` pairs per forward pass, and ``single_pairs_per_s`` with ``batch_size=1`` in the
   same run; ``generate_speedup`` is their ratio.
@@ -72,7 +72,7 @@ def train_rate(size: int, batch_size: int, iterations: int) -> float:
 
 
 def generate_rate(size: int, num_samples: int, batch_size: int, workdir: Path) -> float:
-    from monai_synth.inferers import PairedDatasetFactory
+    from monai_synth.apps.generation import PairedDatasetFactory
 
     gen, _, latent_dim = _networks(size)
     generator_path = workdir / f"generator_{size}.pt"

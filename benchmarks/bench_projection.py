@@ -15,7 +15,7 @@ discriminator of ``<generator folder>/checkpoints/checkpoint_last.pt`` adds the 
 - ``images_per_s``: ``num_images`` images projected for the smallest step count as one batch and one
   image at a time, and ``batch_speedup``;
 - ``psnr``: mean reconstruction PSNR (dB, [-1, 1] range) of the batch after each step count, starting
-  from the mean w and from a :class:`~monai_synth.inferers.LatentEncoder` (trained for
+  from the mean w and from a :class:`~monai_synth.networks.nets.LatentEncoder` (trained for
   ``encoder_steps`` batches, its time reported), so one can see whether the encoder pays off.
 """
 
@@ -37,7 +37,7 @@ NETWORK = {"z_dim": 256, "w_dim": 256, "mapping_layers": 2, "channel_base": 2048
 
 def _setup(args: argparse.Namespace):
     from monai_synth.data.pipeline import PairedSliceDataset
-    from monai_synth.inferers import load_discriminator, load_generator
+    from monai_synth.utils.export import load_discriminator, load_generator
     from monai_synth.networks.nets import StyleGAN2Generator
 
     if args.generator is None:
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--generator", default=None)
     parser.add_argument("--dataset-dir", default=None)
     args = parser.parse_args()
-    from monai_synth.inferers import GANProjector, train_latent_encoder
+    from monai_synth.apps.datasetgan import GANProjector, train_latent_encoder
 
     g, d, targets = _setup(args)
     fewest = min(args.steps)

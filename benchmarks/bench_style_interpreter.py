@@ -148,7 +148,7 @@ def _infer(path: str, size: int, num_pairs: int) -> dict:
 
 
 def _train(size: int, num_images: int) -> dict:
-    from monai_synth.inferers import train_style_interpreter
+    from monai_synth.apps.datasetgan import train_style_interpreter
 
     g, ens = _models(size)
     z = torch.randn(num_images, NETWORK["z_dim"], generator=torch.Generator().manual_seed(1))
