@@ -37,8 +37,8 @@ NETWORK = {"z_dim": 256, "w_dim": 256, "mapping_layers": 2, "channel_base": 2048
 
 def _setup(args: argparse.Namespace):
     from monai_synth.data.pipeline import PairedSliceDataset
-    from monai_synth.utils.export import load_discriminator, load_generator
     from monai_synth.networks.nets import StyleGAN2Generator
+    from monai_synth.utils.export import load_discriminator, load_generator
 
     if args.generator is None:
         torch.manual_seed(0)
