@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -11,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,21 +71,9 @@ def cli_args(overrides: dict[str, Any]) -> list[str]:
     return args
 
 
-@contextlib.contextmanager
-def _argv(config: str, overrides: dict[str, Any]) -> Iterator[None]:
-    # the command line the same run would have: override checks that read sys.argv see what a user typed
-    saved = sys.argv
-    sys.argv = ["monai.bundle", "run", "--config_file", config, *cli_args(overrides)]
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 def run_bundle(config: str, **overrides: Any) -> None:
     """``monai.bundle.run(config_file=config, **overrides)`` in this process (raises what the run raises)."""
-    with _argv(config, overrides):
-        monai.bundle.run(config_file=config, **overrides)
+    monai.bundle.run(config_file=config, **overrides)
 
 
 def error_text(error: BaseException) -> str:
@@ -211,6 +198,7 @@ def assert_same_generated_set(resumed: Path, reference: Path) -> None:
     expected = json.loads((reference / "manifest.json").read_text())
     assert manifest["fingerprint"] == expected["fingerprint"] and manifest["num_samples"] == expected["num_samples"]
     _assert_close_records(manifest["pairs"], expected["pairs"], "manifest.pairs")
+
     def pair_files(folder: Path) -> list[str]:  # temporary files are item 1's test, not this comparison's
         return sorted(p.name for p in (folder / "pairs").iterdir() if not p.name.startswith("."))
 

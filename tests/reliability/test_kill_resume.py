@@ -28,6 +28,8 @@ from reliability_helpers import (
     wait_killed,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file")
+
 GENERATE = config_file("paired_dcgan", "generate")
 TRAIN = config_file("paired_dcgan", "train")
 EVALUATE = config_file("synthetic_evaluation", "evaluate")
