@@ -243,14 +243,15 @@ def test_generate_serves_a_generator_of_the_other_bundle_or_names_it(
     generator = _generator(request, trained_by)
     out = tmp_path / "out"
     before = _previous_output(out)
-    args = {"output_dir": str(out), "generator_path": str(generator), "num_samples": 2, "device": "cpu"}
+    args = {"output_dir": str(out), "generator_path": str(generator), "generated_dir": str(out / "set")}
+    args |= {"num_samples": 2, "device": "cpu"}
     try:
         run_bundle(config_file(bundle, "generate"), **args)
     except Exception as e:  # noqa: BLE001
         message = error_text(e)
         assert str(generator) in message and "KeyError" not in message, message
     else:
-        assert (out / "generated" / "datalist.json").is_file()
+        assert (out / "set" / "datalist.json").is_file()
     assert unchanged(before, out) == []
 
 
