@@ -156,8 +156,8 @@ def test_kill_during_a_checkpoint_write_leaves_no_temp_file_after_resume(killed_
 
 @pytest.mark.slow
 def test_kill_during_training_then_resume_completes_like_an_uninterrupted_run(tmp_path: Path) -> None:
-    # 80 iterations, a checkpoint every 2: the first one appears early, the kill lands mid-run
-    settings = {**DCGAN_TINY, "max_epochs": 40, "sample_interval": 20}
+    # 24 iterations, a checkpoint every 2: the first one appears early, the kill lands mid-run
+    settings = {**DCGAN_TINY, "max_epochs": 12, "sample_interval": 12}
     reference = tmp_path / "reference"
     run_bundle(TRAIN, **settings, output_dir=str(reference))
 
@@ -166,13 +166,13 @@ def test_kill_during_training_then_resume_completes_like_an_uninterrupted_run(tm
     process = spawn(TRAIN, {**settings, "output_dir": str(run_dir)}, log, cwd=tmp_path)
     kill_when(process, lambda: (run_dir / "checkpoints" / "checkpoint_last.pt").is_file(), log)
     killed_at = _load(run_dir / "checkpoints" / "checkpoint_last.pt")["iteration"]
-    assert 2 <= killed_at < 80 and not (run_dir / "summary.json").exists()
+    assert 2 <= killed_at < 24 and not (run_dir / "summary.json").exists()
     grids = {n: s for n, s in snapshot(run_dir).items() if n.startswith("samples/iteration_")}
 
     run_bundle(TRAIN, **settings, output_dir=str(run_dir))
     resumed, expected = (_load(d / "checkpoints" / "checkpoint_last.pt") for d in (run_dir, reference))
-    assert resumed["iteration"] == expected["iteration"] == 80
-    assert _load(run_dir / "generator.pt")["iteration"] == 80
+    assert resumed["iteration"] == expected["iteration"] == 24
+    assert _load(run_dir / "generator.pt")["iteration"] == 24
     after = snapshot(run_dir)
     assert all(after.get(name) == state for name, state in grids.items())  # grids written before the kill kept
     # checkpoints fall on epoch boundaries here: the resumed weights follow the uninterrupted ones
@@ -206,7 +206,7 @@ def test_resume_with_a_changed_learning_rate_is_refused_or_applied(dcgan_run: Pa
 STUDY = {
     "arms": ["real", "synthetic", "hybrid"],
     "num_synthetic": [4],
-    "max_epochs": 2,
+    "max_epochs": 1,
     "image_size": 32,
     "phantom_samples": 10,
     "phantom_generated_samples": 10,
