@@ -64,8 +64,8 @@ def override_settings(config: Mapping[str, Any]) -> list[str]:
 
 
 def _compatible(default: Any, value: Any) -> bool:
-    if default is None or _is_reference(default) or _is_reference(value):
-        return True
+    if default is None or value is None or _is_reference(default) or _is_reference(value):
+        return True  # None is how a user switches a setting off (``--ema_rampup None``); the code validates it
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, int):
@@ -84,8 +84,8 @@ def validate_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) 
 
     ``monai.bundle run`` adds unknown keys to the config without a word, so a typo (``--max_epoch 5``)
     would silently train with the default. A nested id (``trainer#max_epochs``) must exist in the
-    config too. Defaults that are ``None`` or references (``$``/``@``/``%``) accept any value, and so do
-    override values that are references.
+    config too. Defaults that are ``None`` or references (``$``/``@``/``%``) accept any value; ``None``
+    and references (``$``/``@``/``%``) are accepted for any setting (the code checks what ``None`` means).
 
     Args:
         config: the raw config content as written in the config file(s), before the overrides.

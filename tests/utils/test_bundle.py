@@ -77,8 +77,8 @@ def test_wrong_types_are_refused(overrides, message) -> None:
         validate_overrides(CONFIG, overrides)
 
 
-def test_reference_values_are_accepted() -> None:
-    validate_overrides(CONFIG, {"image_size": "$@channels[0] * 8", "channels": "@image_size"})
+def test_reference_and_none_values_are_accepted() -> None:
+    validate_overrides(CONFIG, {"image_size": "$@channels[0] * 8", "channels": "@image_size", "learning_rate": None})
 
 
 def test_outside_a_workflow_nothing_is_checked() -> None:
