@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,28 @@ def _metric_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\- /]+", "_", text)
 
 
+@contextmanager
+def _explicit_tracking_uri() -> Iterator[None]:
+    """Hide ``MLFLOW_TRACKING_URI`` while handlers are built: the study's own setting wins.
+
+    ``MLFlowHandler`` prefers that variable to its ``tracking_uri`` argument, and ``mlflow.set_tracking_uri``
+    sets it process-wide; the study records ``mlflow_tracking_uri`` in ``results.json``, so that is where
+    its runs must go. The handler's client keeps the store it was built with.
+    """
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 class StudyTracker:
     """One MLflow run per arm of a study, filled by a MONAI ``MLFlowHandler`` per arm.
 
     Args:
-        tracking_uri: MLflow tracking URI, e.g. ``sqlite:///runs/eval/mlflow.db`` (its folder is created).
+        tracking_uri: MLflow tracking URI, e.g. ``sqlite:///runs/eval/mlflow.db`` (its folder is created);
+            it wins over a ``MLFLOW_TRACKING_URI`` environment variable.
         experiment_name: experiment receiving the runs (created when missing).
         study_tag: value of the ``monai_synth.study`` tag of every run (the study's output folder).
 
@@ -87,15 +106,16 @@ class StudyTracker:
 
         experiment_id = None
         for arm in arms:
-            handler = MLFlowHandler(
-                tracking_uri=self.tracking_uri,
-                iteration_log=False,  # the epoch means of the losses are logged, not every step
-                epoch_log=True,
-                experiment_name=self.experiment_name,
-                run_name=arm.name,
-                experiment_param=dict(params[arm.name]),
-                close_on_complete=False,  # one run spans every fold of the arm: closed by finish()
-            )
+            with _explicit_tracking_uri():
+                handler = MLFlowHandler(
+                    tracking_uri=self.tracking_uri,
+                    iteration_log=False,  # the epoch means of the losses are logged, not every step
+                    epoch_log=True,
+                    experiment_name=self.experiment_name,
+                    run_name=arm.name,
+                    experiment_param=dict(params[arm.name]),
+                    close_on_complete=False,  # one run spans every fold of the arm: closed by finish()
+                )
             if experiment_id is None:
                 experiment = handler.client.get_experiment_by_name(self.experiment_name)
                 experiment_id = (

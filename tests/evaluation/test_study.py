@@ -322,3 +322,19 @@ def test_tiny_study_mlflow_runs_are_readable(tiny_study) -> None:
     assert real_run["metrics.test_R_dice_mean"] == pytest.approx(expected)
     assert real_run["params.kind"] == "real" and real_run["params.network"] == "UNet"
     assert real_run["status"] == "FINISHED"
+
+
+def test_tiny_study_mlflow_learning_curves_per_fold(tiny_study) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    _, results = tiny_study
+    client = mlflow.MlflowClient(results["mlflow"]["tracking_uri"])
+    for arm, run_id in zip(results["arms"], results["mlflow"]["run_ids"]):
+        run = client.get_run(run_id)
+        assert run.info.run_name == arm["name"] and run.data.params["arm"] == arm["name"]
+        assert run.data.params["num_real_train"] == str(arm["folds"][0]["num_real_train"])
+        for fold in arm["folds"]:
+            losses = client.get_metric_history(run_id, f"fold{fold['fold']}_train_loss")
+            assert [m.step for m in losses] == list(range(1, fold["training"]["epochs_run"] + 1))
+            assert [m.value for m in losses] == pytest.approx(fold["training"]["train_loss"])
+            dice = client.get_metric_history(run_id, f"fold{fold['fold']}_val_dice")
+            assert [(m.step, m.value) for m in dice] == [(e, pytest.approx(d)) for e, d in fold["training"]["val_dice"]]
