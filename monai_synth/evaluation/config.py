@@ -234,7 +234,7 @@ class StudyConfig:
         if _is_path(value):
             return [os.fspath(value)]
         if isinstance(value, Mapping) and all(_is_path(p) for p in value.values()):
-            return {str(name): os.fspath(path) for name, path in value.items()}
+            return {str(name): os.fspath(path) for name, path in value.items()} or None
         if isinstance(value, Sequence) and all(_is_path(p) for p in value):
             return [os.fspath(p) for p in value] or None
         raise _refuse("synthetic_datalist", "a path, a list of paths or {name: path}", value)

@@ -323,12 +323,7 @@ class SyntheticEvaluationStudy:
             tracker = StudyTracker(c.mlflow_tracking_uri, c.mlflow_experiment_name, str(self.output_dir))
             tracker.start(arms, self._tracked_params(arms, splits[0], pools, real.summary["source"]))
         try:
-            for fold, split in enumerate(splits):
-                fold_tests = {**test_sets, TEST_R: (split["test"], _item_ids(split["test"]))}
-                for arm, record in zip(arms, arm_results):
-                    handlers = [tracker.handler(arm)] if tracker is not None else []
-                    self._run_arm(arm, record, fold, len(splits), split, pools, fold_tests, real.num_classes,
-                                  class_names, handlers)  # fmt: skip
+            self._run_folds(arms, arm_results, splits, pools, test_sets, real.num_classes, class_names, tracker)
         except BaseException:
             if tracker is not None:
                 tracker.fail()
@@ -430,6 +425,15 @@ class SyntheticEvaluationStudy:
                             "contains real cases, or was generated from a model trained on the real test cases, "
                             "regenerate it from the real training cases only."
                         ) from e
+
+    def _run_folds(self, arms, arm_results, splits, pools, test_sets, num_classes, class_names, tracker) -> None:
+        """Every arm on every fold; the arm's MLflow handler (if any) goes to its trainer and evaluator."""
+        for fold, split in enumerate(splits):
+            fold_tests = {**test_sets, TEST_R: (split["test"], _item_ids(split["test"]))}
+            for arm, record in zip(arms, arm_results):
+                handlers = [tracker.handler(arm)] if tracker is not None else []
+                self._run_arm(arm, record, fold, len(splits), split, pools, fold_tests, num_classes, class_names,
+                              handlers)  # fmt: skip
 
     def _run_arm(
         self, arm: ArmSpec, record, fold, num_folds, split, pools, test_sets, num_classes, class_names, handlers
