@@ -1,7 +1,10 @@
-"""monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid), statistics, report."""
+"""monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid arms, StudyConfig),
+its segmentation training and scores, statistics, MLflow tracking and report."""
 
 from __future__ import annotations
 
+from .arms import ARM_KINDS, ArmSpec, arm_training_items, plan_arms
+from .config import StudyConfig
 from .report import (
     from_json_safe,
     load_results,
@@ -25,26 +28,27 @@ from .segmentation import (
     standard_augmentation,
     train_segmentation_network,
 )
-from .statistics import MeanStd, format_statistics_table, friedman_nemenyi, mean_std, paired_wilcoxon
-from .study import (
-    ARM_KINDS,
-    ArmSpec,
-    SyntheticEvaluationStudy,
+from .statistics import (
+    MeanStd,
     compare_arms,
-    log_study_to_mlflow,
-    plan_arms,
+    format_statistics_table,
+    friedman_nemenyi,
+    mean_std,
+    paired_wilcoxon,
     summarize_cases,
 )
+from .study import SyntheticEvaluationStudy
+from .tracking import StudyTracker
 
 __all__ = [
     # study
+    "StudyConfig",
+    "SyntheticEvaluationStudy",
+    # arms
     "ARM_KINDS",
     "ArmSpec",
-    "SyntheticEvaluationStudy",
-    "compare_arms",
-    "log_study_to_mlflow",
+    "arm_training_items",
     "plan_arms",
-    "summarize_cases",
     # segmentation
     "DEFAULT_NETWORK_KWARGS",
     "HIGHER_IS_BETTER",
@@ -59,10 +63,14 @@ __all__ = [
     "train_segmentation_network",
     # statistics
     "MeanStd",
+    "compare_arms",
     "format_statistics_table",
     "friedman_nemenyi",
     "mean_std",
     "paired_wilcoxon",
+    "summarize_cases",
+    # tracking
+    "StudyTracker",
     # report
     "from_json_safe",
     "load_results",

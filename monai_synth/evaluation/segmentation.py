@@ -321,10 +321,11 @@ class _KeepBestWeights:
 
 
 class _EpochLoss:
-    """Trainer handler: mean loss per epoch; a non-finite loss stops the study with a clear error."""
+    """Trainer handler: mean loss per epoch (also in ``engine.state.metrics[metric_name]`` for the
+    handlers that log metrics, e.g. MLflow); a non-finite loss stops the study with a clear error."""
 
-    def __init__(self, result: TrainingResult, log_prefix: str) -> None:
-        self.result, self.log_prefix = result, log_prefix
+    def __init__(self, result: TrainingResult, log_prefix: str, metric_name: str = "train_loss") -> None:
+        self.result, self.log_prefix, self.metric_name = result, log_prefix, metric_name
         self.losses: list[float] = []
 
     def attach(self, engine: Engine) -> None:
@@ -342,6 +343,7 @@ class _EpochLoss:
 
     def epoch(self, engine: Engine) -> None:
         self.result.train_loss.append(float(np.mean(self.losses)) if self.losses else math.nan)
+        engine.state.metrics[self.metric_name] = self.result.train_loss[-1]
         self.result.epochs_run = int(engine.state.epoch)
         self.losses = []
         logger.debug(
@@ -383,6 +385,9 @@ def train_segmentation_network(
     amp: bool = False,
     seed: int = 0,
     log_prefix: str = "segmentation",
+    train_handlers: Sequence[Any] = (),
+    val_handlers: Sequence[Any] = (),
+    metric_prefix: str = "",
 ) -> TrainingResult:
     """Train a segmentation network with validation-based model selection and early stopping.
 
@@ -410,6 +415,12 @@ def train_segmentation_network(
         amp: mixed precision (CUDA only).
         seed: seed of the shuffling and of the augmentation's random state.
         log_prefix: prefix of log messages and errors (e.g. the arm name).
+        train_handlers: more handlers (``attach(engine)``) for the ``SupervisedTrainer``, e.g. MONAI's
+            ``MLFlowHandler``; its ``engine.state.metrics`` holds ``"<metric_prefix>train_loss"``, the
+            epoch's mean loss.
+        val_handlers: more handlers for the ``SupervisedEvaluator`` (only built with ``val_items``); its
+            ``engine.state.metrics`` holds ``"<metric_prefix>val_dice"`` and its epoch is the trainer's.
+        metric_prefix: prefix of those metric names (e.g. ``"fold0_"``).
 
     Returns:
         :class:`TrainingResult`.
@@ -451,10 +462,12 @@ def train_segmentation_network(
         amp=bool(amp) and device.type == "cuda",
         decollate=False,
     )
-    _EpochLoss(result, log_prefix).attach(trainer)
+    _EpochLoss(result, log_prefix, f"{metric_prefix}train_loss").attach(trainer)
+    for handler in train_handlers:
+        handler.attach(trainer)
     keep_best = None
     if val_items:
-        metric_name = "val_mean_dice"
+        metric_name = f"{metric_prefix}val_dice"
         evaluator = SupervisedEvaluator(
             device=device,
             val_data_loader=_loader(val_items, None, int(batch_size), shuffle=False, seed=seed),
@@ -478,6 +491,8 @@ def train_segmentation_network(
             EarlyStopHandler(
                 patience=int(patience), score_function=stopping_fn_from_metric(metric_name), trainer=trainer
             ).attach(evaluator)
+        for handler in val_handlers:
+            handler.attach(evaluator)
         ValidationHandler(interval=int(val_interval), validator=evaluator, epoch_level=True).attach(trainer)
 
     start = time.perf_counter()

@@ -12,6 +12,9 @@ Cases are the test items (images, volumes, or folds) every method was evaluated 
 for every method. NaN scores are rejected (decide explicitly what a missing value means, e.g. drop
 the case for all methods); ``inf`` (a Hausdorff distance with an empty prediction) is allowed in
 rank-based tests, where it simply ranks as the worst value for a lower-is-better metric.
+
+The study's records are summarised with :func:`summarize_cases` (mean +- std over cases and over fold
+means) and its arms compared with :func:`compare_arms` (the tests above on per-case class means).
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ import numpy as np
 from monai.utils import optional_import
 from scipy import stats
 
+from monai_synth.evaluation.segmentation import HIGHER_IS_BETTER, SCORE_NAMES
+
 sp, has_scikit_posthocs = optional_import("scikit_posthocs")
 pd, _ = optional_import("pandas")
 
-__all__ = ["friedman_nemenyi", "paired_wilcoxon", "mean_std", "MeanStd", "format_statistics_table"]
+__all__ = [
+    "friedman_nemenyi",
+    "paired_wilcoxon",
+    "mean_std",
+    "MeanStd",
+    "format_statistics_table",
+    "summarize_cases",
+    "compare_arms",
+]
 
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no difference"
 _SYMBOL = {BETTER: "+", WORSE: "−", NO_DIFFERENCE: "0"}
@@ -324,3 +337,75 @@ def format_statistics_table(result: Mapping[str, Any]) -> str:
             if key in result:
                 lines.append(f"| {key} | {result[key]} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the study's per-case records: summaries and comparisons of arms
+# ---------------------------------------------------------------------------------------------------
+def _stats_dict(values: Sequence[float]) -> dict[str, Any]:
+    return mean_std(values)._asdict()
+
+
+def summarize_cases(records: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    """Mean +- std of every score over cases (pooled over folds) and over fold means.
+
+    Args:
+        records: per-case records ``{"fold", "item_id", "<score>": {class: v}, "<score>_mean": v}``.
+        class_names: foreground class names, in label order.
+
+    Returns:
+        ``{"num_cases", "num_folds", "<score>": {"mean", "std", "n", "n_nan", "n_inf", "over_folds":
+        {...}}, "<score>_per_class": {class: {...}}}`` for every score of
+        :data:`~monai_synth.evaluation.segmentation.SCORE_NAMES`.
+    """
+    folds = sorted({int(r["fold"]) for r in records})
+    summary: dict[str, Any] = {"num_cases": len(records), "num_folds": len(folds)}
+    for score in SCORE_NAMES:
+        entry = _stats_dict([r[f"{score}_mean"] for r in records])
+        fold_means = [mean_std([r[f"{score}_mean"] for r in records if int(r["fold"]) == f]).mean for f in folds]
+        entry["over_folds"] = _stats_dict(fold_means)
+        summary[score] = entry
+        summary[f"{score}_per_class"] = {c: _stats_dict([r[score][c] for r in records]) for c in class_names}
+    return summary
+
+
+def compare_arms(
+    arm_records: Mapping[str, Sequence[Mapping[str, Any]]], score: str, alpha: float = 0.05
+) -> dict[str, Any]:
+    """Friedman + Nemenyi (>= 3 arms) or paired Wilcoxon (2 arms) on the per-case class-mean ``score``.
+
+    A case's value is averaged over the folds it was tested in (test-R cases are tested once in
+    k-fold cross-validation; test-G cases once per fold). Cases with a NaN value in any arm (e.g. an
+    undefined HD95) are dropped for all arms and counted in ``"dropped_cases"``.
+
+    Args:
+        arm_records: arm name -> per-case records (see :func:`summarize_cases`).
+        score: one of :data:`~monai_synth.evaluation.segmentation.SCORE_NAMES`.
+        alpha: significance level.
+
+    Returns:
+        The :func:`friedman_nemenyi` result plus ``"score_name"`` and ``"dropped_cases"``; or
+        ``{"test": None, "note": ...}`` when fewer than 2 arms or cases remain.
+    """
+    per_arm: dict[str, dict[str, float]] = {}
+    for arm, records in arm_records.items():
+        values: dict[str, list[float]] = {}
+        for r in records:
+            values.setdefault(r["item_id"], []).append(float(r[f"{score}_mean"]))
+        with np.errstate(invalid="ignore"):
+            per_arm[arm] = {k: float(np.mean(v)) for k, v in values.items()}
+    base = {"score_name": score, "higher_is_better": HIGHER_IS_BETTER[score], "dropped_cases": 0}
+    if len(per_arm) < 2:
+        return {**base, "test": None, "note": "fewer than 2 arms: nothing to compare."}
+    common = sorted(set.intersection(*(set(v) for v in per_arm.values())))
+    kept = [c for c in common if not any(math.isnan(per_arm[a][c]) for a in per_arm)]
+    base["dropped_cases"] = len(common) - len(kept)
+    if len(kept) < 2:
+        return {**base, "test": None, "note": f"only {len(kept)} case(s) with a defined {score} in every arm."}
+    scores = {arm: [values[c] for c in kept] for arm, values in per_arm.items()}
+    result = friedman_nemenyi(scores, higher_is_better=HIGHER_IS_BETTER[score], alpha=alpha)
+    if base["dropped_cases"]:
+        result["note"] = (
+            result.get("note", "") + f" {base['dropped_cases']} case(s) with undefined {score} dropped."
+        ).strip()
+    return {**result, **base}

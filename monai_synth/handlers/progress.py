@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 
+from monai_synth.utils.environment import environment_info
 from monai_synth.utils.io import write_json_atomic
 
 __all__ = ["LossProgressBar", "TrainingSummaryWriter"]
@@ -37,7 +36,7 @@ class LossProgressBar:
 
 
 class TrainingSummaryWriter:
-    """At the end of training, write ``summary.json``: iterations, wall time, images/s, hardware, extras.
+    """At the end of training, write ``summary.json``: iterations, wall time, images/s, versions, hardware, extras.
 
     Args:
         path: JSON file to write (atomically).
@@ -73,12 +72,7 @@ class TrainingSummaryWriter:
                 "images_per_second": round(iterations * self.batch_size / seconds, 3) if seconds > 0 else None,
                 "last_output": last,
                 "device": str(engine.state.device) if hasattr(engine.state, "device") else None,
-                "hardware": {
-                    "platform": platform.platform(),
-                    "processor": platform.processor(),
-                    "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                },
+                **environment_info(getattr(engine.state, "device", None)),
                 **self.extra,
             },
         )

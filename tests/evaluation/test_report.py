@@ -17,7 +17,7 @@ from monai_synth.evaluation.report import (
     to_json_safe,
     write_report,
 )
-from monai_synth.evaluation.study import compare_arms, summarize_cases
+from monai_synth.evaluation.statistics import compare_arms, summarize_cases
 
 CLASSES = ["lung", "heart"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

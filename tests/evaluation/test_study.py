@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,13 @@ import pytest
 import torch
 
 from monai_synth.data.phantom import write_phantom_dataset
-from monai_synth.evaluation.study import (
-    SyntheticEvaluationStudy,
-    _generated_intensity,
-    compare_arms,
-    plan_arms,
-    summarize_cases,
-)
+from monai_synth.evaluation.arms import plan_arms
+from monai_synth.evaluation.config import StudyConfig
+from monai_synth.evaluation.statistics import compare_arms, summarize_cases
+from monai_synth.evaluation.study import SyntheticEvaluationStudy, _generated_intensity
 from monai_synth.utils.io import read_json, save_nifti_atomic, write_json_atomic
 
+_INIT_FIELDS = {f.name for f in fields(StudyConfig) if f.init}
 TINY = {"image_size": 32, "max_epochs": 1, "batch_size": 4, "compute_fid": False, "figures": False, "device": "cpu"}
 
 
@@ -66,21 +65,45 @@ def test_plan_arms_errors(arms, sizes, pools, message) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# settings from the command line
+# settings: typed values, checked by StudyConfig
 # ---------------------------------------------------------------------------------------------------
-def test_command_line_strings_are_coerced(tmp_path: Path) -> None:
+def test_settings_are_typed_and_recorded_as_given(tmp_path: Path) -> None:
     study = SyntheticEvaluationStudy(
-        tmp_path,
-        compute_fid="false",
-        augmentation="true",
-        num_synthetic=50,
-        arms="real,hybrid",
-        synthetic_datalist="None",
+        tmp_path, compute_fid=False, augmentation=True, num_synthetic=[50], arms=["real", "hybrid"], image_size=32
     )
-    assert study.compute_fid is False and study.augmentation == [True]
-    assert study.num_synthetic == [50] and study.arm_kinds == ["real", "hybrid"] and study.synthetic_datalists == []
-    lowercase = SyntheticEvaluationStudy(tmp_path, augmentation="[false, true]", arms="['real', 'synthetic']")
-    assert lowercase.augmentation == [False, True] and lowercase.arm_kinds == ["real", "synthetic"]
+    config = study.config
+    assert config.compute_fid is False and config.augmentation == [True] and config.num_synthetic == [50]
+    assert (
+        config.arms == ["real", "hybrid"] and config.synthetic_datalist is None and config.output_dir == str(tmp_path)
+    )
+    recorded = asdict(config)
+    assert recorded["hausdorff_units"] == "pixels at 32 x 32" and recorded["optimizer"] == "Adam"
+    assert StudyConfig(**{k: v for k, v in recorded.items() if k in _INIT_FIELDS}) == config
+    # a StudyConfig, with or without changes, builds the same study
+    assert SyntheticEvaluationStudy(config).config is config
+    assert SyntheticEvaluationStudy(config, folds=3).config.folds == 3 and config.folds == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"compute_fid": "false"}, r"--compute_fid must be true or false, got 'false' \(str\)"),
+        ({"augmentation": "[false, true]"}, "--augmentation must be true, false or a list of them"),
+        ({"arms": "real,hybrid"}, "--arms must be a non-empty list"),
+        ({"arms": ["real", "gan"]}, "--arms must be a non-empty subset"),
+        ({"num_synthetic": 50}, "--num_synthetic must be a list of integers"),
+        ({"num_synthetic": [0, 5]}, "--num_synthetic must hold sizes >= 1"),
+        ({"folds": 0}, "--folds must be >= 1, got 0"),
+        ({"folds": "3"}, "--folds must be an integer"),
+        ({"max_epochs": True}, "--max_epochs must be an integer"),
+        ({"val_fraction": -0.1}, r"--val_fraction must be in \[0, 1\)"),
+        ({"network_kwargs": "{}"}, "--network_kwargs must be a mapping"),
+        ({"synthetic_datalist": 3}, "--synthetic_datalist must be a path"),
+    ],
+)
+def test_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        StudyConfig(output_dir=str(tmp_path), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -299,3 +322,19 @@ def test_tiny_study_mlflow_runs_are_readable(tiny_study) -> None:
     assert real_run["metrics.test_R_dice_mean"] == pytest.approx(expected)
     assert real_run["params.kind"] == "real" and real_run["params.network"] == "UNet"
     assert real_run["status"] == "FINISHED"
+
+
+def test_tiny_study_mlflow_learning_curves_per_fold(tiny_study) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    _, results = tiny_study
+    client = mlflow.MlflowClient(results["mlflow"]["tracking_uri"])
+    for arm, run_id in zip(results["arms"], results["mlflow"]["run_ids"]):
+        run = client.get_run(run_id)
+        assert run.info.run_name == arm["name"] and run.data.params["arm"] == arm["name"]
+        assert run.data.params["num_real_train"] == str(arm["folds"][0]["num_real_train"])
+        for fold in arm["folds"]:
+            losses = client.get_metric_history(run_id, f"fold{fold['fold']}_train_loss")
+            assert [m.step for m in losses] == list(range(1, fold["training"]["epochs_run"] + 1))
+            assert [m.value for m in losses] == pytest.approx(fold["training"]["train_loss"])
+            dice = client.get_metric_history(run_id, f"fold{fold['fold']}_val_dice")
+            assert [(m.step, m.value) for m in dice] == [(e, pytest.approx(d)) for e, d in fold["training"]["val_dice"]]
