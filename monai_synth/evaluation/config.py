@@ -175,6 +175,8 @@ class StudyConfig:
         if set(self.arms) - set(ARM_KINDS):
             raise _refuse("arms", f"a non-empty subset of {list(ARM_KINDS)}", self.arms)
         self.arms = list(self.arms)
+        if _is_int(self.num_synthetic):
+            self.num_synthetic = [self.num_synthetic]
         if self.num_synthetic is not None:
             if not isinstance(self.num_synthetic, Sequence) or not all(_is_int(n) for n in self.num_synthetic):
                 raise _refuse(

@@ -73,7 +73,10 @@ def _compatible(default: Any, value: Any) -> bool:
     if isinstance(default, float):
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
+        if isinstance(value, (list, tuple)):
+            return True
+        # one value for a list setting (``--num_synthetic 100`` for ``[20, 80]``): the code wraps it
+        return bool(default) and all(_compatible(d, value) for d in default) and not isinstance(value, Mapping)
     if isinstance(default, Mapping):
         return isinstance(value, Mapping)
     return True

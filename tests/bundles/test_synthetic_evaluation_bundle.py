@@ -32,7 +32,7 @@ def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
             "run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
             "--arms", "['real','synthetic','hybrid']", "--num_synthetic", "[4]",
             "--max_epochs", "1", "--image_size", "32", "--phantom_samples", "10", "--phantom_generated_samples", "10",
-            "--compute_fid", "false", "--device", "cpu", "--output_dir", str(output_dir),
+            "--compute_fid", "False", "--device", "cpu", "--output_dir", str(output_dir),
             "--mlflow_tracking_uri", f"sqlite:///{output_dir}/mlflow.db",
         ],
         cwd=tmp_path,

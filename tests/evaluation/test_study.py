@@ -91,7 +91,7 @@ def test_settings_are_typed_and_recorded_as_given(tmp_path: Path) -> None:
         ({"augmentation": "[false, true]"}, "--augmentation must be true, false or a list of them"),
         ({"arms": "real,hybrid"}, "--arms must be a non-empty list"),
         ({"arms": ["real", "gan"]}, "--arms must be a non-empty subset"),
-        ({"num_synthetic": 50}, "--num_synthetic must be a list of integers"),
+        ({"num_synthetic": "50"}, "--num_synthetic must be a list of integers"),
         ({"num_synthetic": [0, 5]}, "--num_synthetic must hold sizes >= 1"),
         ({"folds": 0}, "--folds must be >= 1, got 0"),
         ({"folds": "3"}, "--folds must be an integer"),

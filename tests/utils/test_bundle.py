@@ -51,6 +51,7 @@ def test_known_overrides_of_the_right_type_pass() -> None:
     overrides = {"image_size": 32, "learning_rate": 1, "resume": False, "channels": [4, 8], "dataset_dir": "/data",
                  "device": "cpu", "marker": "elsewhere.json", "network#_target_": "torch.nn.ReLU"}  # fmt: skip
     validate_overrides(CONFIG, overrides)
+    validate_overrides(CONFIG, {"channels": 16})  # one value for a list setting
 
 
 def test_unknown_override_is_named_with_a_close_match_and_the_accepted_ones() -> None:
@@ -68,7 +69,8 @@ def test_unknown_override_is_named_with_a_close_match_and_the_accepted_ones() ->
         ({"image_size": 32.5}, "--image_size expects"),
         ({"image_size": "big"}, "--image_size expects"),
         ({"resume": "false"}, "write True or False"),
-        ({"channels": 8}, "--channels expects"),
+        ({"channels": "8"}, "--channels expects"),
+        ({"channels": 8.5}, "--channels expects"),
         ({"learning_rate": True}, "--learning_rate expects"),
     ],
 )
@@ -128,7 +130,7 @@ def test_args_file_overrides_are_checked_and_the_last_line_is_ours(config_file: 
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("monai_synth: ValueError: Unknown setting(s) --image_sise")
     args_file.write_text(
-        json.dumps({"config_file": str(config_file), "output_dir": str(tmp_path / "a"), "channels": 3})
+        json.dumps({"config_file": str(config_file), "output_dir": str(tmp_path / "a"), "channels": 2.5})
     )
     result = _cli(["--args_file", str(args_file)], tmp_path)
     assert result.returncode != 0 and "--channels expects" in result.stderr.strip().splitlines()[-1]
