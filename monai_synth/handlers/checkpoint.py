@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
-from monai_synth.utils.io import torch_save_atomic
+from monai_synth.utils.io import remove_stale_temp_files, torch_save_atomic
 
 __all__ = ["GANCheckpointHandler", "load_checkpoint", "config_differences"]
 
@@ -173,6 +173,10 @@ class GANCheckpointHandler:
         self.applied_optimizer_changes = changes
 
     def load(self, engine: Engine) -> None:
+        # a run killed while writing left a hidden temporary file the size of a checkpoint
+        remove_stale_temp_files(self.path)
+        if self.export:
+            remove_stale_temp_files(self.export["path"])
         if not self.path.is_file():
             return
         if not self.resume:
