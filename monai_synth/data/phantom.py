@@ -44,6 +44,7 @@ from monai.data import Dataset
 from scipy import ndimage
 
 from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, write_json_atomic
+from monai_synth.utils.visualize import pair_grid
 
 __all__ = [
     "PHANTOM_LABELS",
@@ -73,11 +74,6 @@ _MIN_SIZE, _MAX_SIZE = 32, 512
 _LUNG_WINDOW = (-600.0, 1500.0)  # (level, width) in HU
 _MIN_RADIUS_PX = 1.3  # small round organs never get thinner than this, so they survive 32 x 32
 _GENERATOR_VERSION = 2  # bump when the rendering changes, so stale written datasets are detected
-
-# colours for phantom_preview, indexed by label value
-_PALETTE = np.array(
-    [[0, 0, 0], [60, 120, 255], [40, 200, 80], [230, 40, 40], [255, 210, 0], [0, 230, 230]], dtype=np.float32
-)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -746,16 +742,8 @@ def phantom_preview(image_size: int = 128, seed: int = 0, n: int = 8, alpha: flo
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}.")
-    columns = min(n, 4)
-    rows = -(-n // columns)
     size = _check_size(image_size)
-    grid = np.zeros((rows * size, columns * 2 * size, 3), dtype=np.uint8)
-    for k in range(n):
-        image, label = generate_phantom(seed + k, size)
-        gray = _window_uint8(image[0], *_LUNG_WINDOW).astype(np.float32)[..., None].repeat(3, axis=-1)
-        colour = _PALETTE[label[0]]
-        mixed = np.where(label[0, ..., None] > 0, (1 - alpha) * gray + alpha * colour, gray)
-        r, c = divmod(k, columns)
-        cell = np.concatenate([gray, mixed], axis=1)
-        grid[r * size : (r + 1) * size, c * 2 * size : (c + 1) * 2 * size] = np.round(cell).astype(np.uint8)
-    return grid
+    images, labels = zip(*(generate_phantom(seed + k, size) for k in range(n)))
+    level, width = _LUNG_WINDOW
+    windowed = np.clip((np.stack(images)[:, :1] - (level - width / 2.0)) / width, 0.0, 1.0) * 2.0 - 1.0
+    return pair_grid(windowed, np.stack(labels), columns=4, alpha=alpha)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["LABEL_PALETTE", "pair_grid"]
+__all__ = ["LABEL_PALETTE", "pair_grid", "to_uint8"]
 
 #: RGB colour per label value (0 = background is never drawn); cycles past the end.
 LABEL_PALETTE = np.array(
@@ -28,6 +28,14 @@ def _to_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().float().numpy()
     return np.asarray(x)
+
+
+def to_uint8(x) -> np.ndarray:
+    """Intensities in [-1, 1] (array or tensor, any shape) as 8-bit grey levels: ``-1 -> 0``, ``1 -> 255``.
+
+    Values outside [-1, 1] (GAN outputs overshoot) are clipped first, so they never wrap around.
+    """
+    return np.round((np.clip(_to_numpy(x), -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
 def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarray:
@@ -57,7 +65,7 @@ def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarr
     rows = -(-b // columns)
     grid = np.zeros((rows * h, columns * 2 * w, 3), dtype=np.uint8)
     for k in range(b):
-        grey = ((np.clip(images[k, 0], -1, 1) + 1) * 127.5)[..., None].repeat(3, axis=-1)
+        grey = to_uint8(images[k, 0]).astype(np.float32)[..., None].repeat(3, axis=-1)
         label = labels[k, 0]
         colour = LABEL_PALETTE[label % len(LABEL_PALETTE)]
         mixed = np.where(label[..., None] > 0, (1 - alpha) * grey + alpha * colour, grey)
