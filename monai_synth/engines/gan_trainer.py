@@ -63,6 +63,7 @@ def resumable_loader(loader: Any, seed: int) -> tuple[Any, ResumableSampler | No
     sampler = loader.batch_sampler.sampler
     if isinstance(sampler, ResumableSampler):
         return loader, sampler
+    # shuffle=True builds exactly this; RandomSampler(replacement=True / num_samples=...) is left alone
     plain_random = type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None
     if not (plain_random or type(sampler) is SequentialSampler):
         return loader, None

@@ -45,8 +45,9 @@ class PairedGANTrainer(GANTrainerBase):
         train_handlers: ignite handlers (checkpoints, sample grids, stats, MLflow) with ``attach``.
         amp: mixed precision (CUDA only; ignored on CPU, where training runs in float32).
         non_blocking: non-blocking host-to-device copies.
-        seed: seed of the trainer's own latent random generator. Its state is part of
-            :meth:`state_dict`, so a resumed run draws the same latents as an uninterrupted one.
+        seed: seed of the trainer's own latent random generator and of the data order (see
+            :class:`~monai_synth.engines.GANTrainerBase`). Both are part of :meth:`state_dict`, so a run
+            resumed from any iteration draws the latents and batches of an uninterrupted one.
         g_loss_function: generator loss on fake logits (non-saturating by default).
         d_loss_function: discriminator loss on (real logits, fake logits) (logistic by default).
 

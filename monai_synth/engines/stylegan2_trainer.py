@@ -68,7 +68,8 @@ class StyleGAN2Trainer(GANTrainerBase):
         amp: mixed precision on CUDA.
         channels_last: channels-last memory format on CUDA.
         non_blocking: non-blocking copies.
-        seed: seed of the trainer's latent generator (part of :meth:`state_dict`).
+        seed: seed of the trainer's latent generator and of the data order (see
+            :class:`~monai_synth.engines.GANTrainerBase`; both resume exactly from any iteration).
 
     ``engine.state.output``: ``g_loss``, ``d_loss``, ``r1``, ``pl`` (last values), ``d_real``, ``d_fake``
     (mean probabilities), ``real_sign`` and ``ada_p`` (floats).
