@@ -45,6 +45,7 @@ _HOST = re.sub(r"[^A-Za-z0-9]+", "-", socket.gethostname()) or "host"
 # torch.save reports a short write (disk full, quota) as a RuntimeError from its zip writer
 _WRITE_FAILURE = re.compile(r"unexpected pos|file write failed|PytorchStreamWriter failed writing", re.IGNORECASE)
 _LOW_SPACE_BYTES = 16 * 2**20
+_ABANDONED_SECONDS = 600.0
 
 
 class DiskFullError(OSError):
@@ -71,7 +72,9 @@ def _is_stale(candidate: Path, owner: re.Match | None) -> bool:
     if owner is not None and owner.group(2) == _HOST:
         pid = int(owner.group(1))
         return pid != os.getpid() and not _pid_alive(pid)
-    return candidate.stat().st_mtime < _RUN_STARTED
+    # another host's writer (or the pid-less naming): its pid cannot be checked here, so only a file
+    # untouched since before this process started, and for 10 minutes, counts as abandoned
+    return candidate.stat().st_mtime < min(_RUN_STARTED, time.time() - _ABANDONED_SECONDS)
 
 
 def _remove_stale(folder: Path, match: Any) -> list[Path]:
@@ -101,7 +104,8 @@ def remove_stale_temp_files(path: str | os.PathLike, suffix: str | None = None) 
     """Remove temporary files of :func:`atomic_path` for ``path`` whose writer is gone; return them.
 
     A temporary file is stale when its writer's pid (encoded in its name) no longer runs on this host,
-    or, for files of another host or of the older pid-less naming, when it is older than this process.
+    or, for files of another host or of the older pid-less naming, when it was last modified before this
+    process started and more than 10 minutes ago.
     Files of live writers (another process writing the same destination now) are kept.
 
     Args:
