@@ -1,4 +1,4 @@
-"""Ignite/MONAI trainer for paired GANs that see image and mask channels as one tensor (Neff et al.)."""
+"""Ignite/MONAI trainer for paired GANs that see image and mask channels as one tensor (Neff et al.), with ADA and R1."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
+from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
 
 from .gan_trainer import GANTrainerBase
 
@@ -27,6 +27,14 @@ class PairedGANTrainer(GANTrainerBase):
     mixed-precision scaler, samples latents only from N(0, 1), and steps the optimisers even when a
     loss is NaN. Here a non-finite loss raises :class:`NonFiniteLossError` *before* any optimiser step,
     so the weights (and the last checkpoint) stay good.
+
+    Small-data stabilisers (all off by default, so the trainer alone reproduces Neff et al.):
+    ``augment`` (a :class:`~monai_synth.augment.PairedAugmentPipe`) is applied to every batch the
+    discriminator sees, real and generated, in both the D and the G step (adaptive discriminator
+    augmentation when its ``p`` is tuned by :class:`~monai_synth.handlers.AdaptiveAugmentHandler` from
+    ``real_sign``); ``r1_gamma > 0`` adds the R1 penalty on augmented reals every ``r1_interval``
+    iterations (lazy, multiplied by the interval, float32). The generator EMA is a handler
+    (:class:`~monai_synth.handlers.GeneratorEMAHandler`).
 
     Args:
         device: device to train on.
@@ -50,9 +58,15 @@ class PairedGANTrainer(GANTrainerBase):
             resumed from any iteration draws the latents and batches of an uninterrupted one.
         g_loss_function: generator loss on fake logits (non-saturating by default).
         d_loss_function: discriminator loss on (real logits, fake logits) (logistic by default).
+        augment: discriminator augmentation applied to real and fake pairs before ``d_network``
+            (``None``: none, Neff et al.).
+        r1_gamma: R1 weight (0 disables).
+        r1_interval: lazy R1 interval in iterations.
 
     ``engine.state.output`` after each iteration: ``{"g_loss", "d_loss", "d_real", "d_fake"}`` floats,
-    where ``d_real``/``d_fake`` are the mean discriminator probabilities on real and fake pairs.
+    where ``d_real``/``d_fake`` are the mean discriminator probabilities on real and fake pairs; with
+    ``augment`` also ``real_sign`` (mean ``sign(D(augment(real)))``, the ADA statistic) and ``ada_p``;
+    with ``r1_gamma > 0`` also ``r1`` (last penalty).
     """
 
     def __init__(
@@ -75,9 +89,14 @@ class PairedGANTrainer(GANTrainerBase):
         g_loss_function: Callable = g_nonsaturating_loss,
         d_loss_function: Callable = d_logistic_loss,
         seed: int = 0,
+        augment: torch.nn.Module | None = None,
+        r1_gamma: float = 0.0,
+        r1_interval: int = 16,
     ) -> None:
         if d_train_steps < 1:
             raise ValueError(f"d_train_steps must be >= 1, got {d_train_steps}.")
+        if r1_gamma < 0 or r1_interval < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_interval >= 1, got {r1_gamma}, {r1_interval}.")
         device = torch.device(device)
         amp = bool(amp) and device.type == "cuda"
         super().__init__(
@@ -101,6 +120,10 @@ class PairedGANTrainer(GANTrainerBase):
         self.g_loss_function = g_loss_function
         self.d_loss_function = d_loss_function
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
+        self.augment = augment
+        self.r1_gamma = float(r1_gamma)
+        self.r1_interval = int(r1_interval)
+        self.last_r1 = 0.0
 
     def sample_latents(self, num: int) -> torch.Tensor:
         """``(num, latent_dim)`` latents from the trainer's own generator (:meth:`draw_latents`)."""
@@ -110,14 +133,21 @@ class PairedGANTrainer(GANTrainerBase):
         """:meth:`GANTrainerBase.state_dict` plus the AMP scaler state."""
         state = super().state_dict()
         state["grad_scaler"] = self.grad_scaler.state_dict()
+        if self.r1_gamma > 0:
+            state["last_r1"] = self.last_r1
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         scaler = state_dict.pop("grad_scaler", None)
+        self.last_r1 = float(state_dict.pop("last_r1", 0.0))
         super().load_state_dict(state_dict)
         if scaler:
             self.grad_scaler.load_state_dict(scaler)
+
+    def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits of ``augment(x)`` (of ``x`` without augmentation)."""
+        return self.d_network(self.augment(x) if self.augment is not None else x)
 
     def _iteration(self, engine: PairedGANTrainer, batchdata: dict[str, Any]) -> dict[str, float]:
         if batchdata is None or engine.pair_key not in batchdata:
@@ -133,8 +163,8 @@ class PairedGANTrainer(GANTrainerBase):
             with torch.no_grad(), autocast:
                 fakes = engine.g_network(engine.draw_latents(batch_size))
             with autocast:
-                real_logits = engine.d_network(reals)
-                fake_logits = engine.d_network(fakes.detach())
+                real_logits = engine._discriminate(reals)
+                fake_logits = engine._discriminate(fakes.detach())
                 d_loss = engine.d_loss_function(real_logits.float(), fake_logits.float())
             engine.check_finite("Discriminator loss", d_loss)
             engine.d_optimizer.zero_grad(set_to_none=True)
@@ -142,9 +172,18 @@ class PairedGANTrainer(GANTrainerBase):
             engine.grad_scaler.step(engine.d_optimizer)
             engine.grad_scaler.update()
 
+        if engine.r1_gamma > 0 and engine.state.iteration % engine.r1_interval == 0:
+            reals_r1 = reals.detach().float().requires_grad_(True)
+            r1 = r1_penalty(engine._discriminate(reals_r1).float(), reals_r1, engine.r1_gamma) * engine.r1_interval
+            engine.check_finite("R1 penalty", r1)
+            engine.d_optimizer.zero_grad(set_to_none=True)
+            r1.backward()
+            engine.d_optimizer.step()
+            engine.last_r1 = r1.item() / engine.r1_interval
+
         with autocast:
             fakes = engine.g_network(engine.draw_latents(batch_size))
-            g_logits = engine.d_network(fakes)
+            g_logits = engine._discriminate(fakes)
             g_loss = engine.g_loss_function(g_logits.float())
         engine.check_finite("Generator loss", g_loss)
         engine.g_optimizer.zero_grad(set_to_none=True)
@@ -152,9 +191,15 @@ class PairedGANTrainer(GANTrainerBase):
         engine.grad_scaler.step(engine.g_optimizer)
         engine.grad_scaler.update()
 
-        return {
+        output = {
             "g_loss": g_loss.item(),
             "d_loss": d_loss.item(),
             "d_real": torch.sigmoid(real_logits.detach().float()).mean().item(),
             "d_fake": torch.sigmoid(fake_logits.detach().float()).mean().item(),
         }
+        if engine.augment is not None:
+            output["real_sign"] = torch.sign(real_logits.detach().float()).mean().item()
+            output["ada_p"] = float(getattr(engine.augment, "p", 0.0))
+        if engine.r1_gamma > 0:
+            output["r1"] = engine.last_r1
+        return output

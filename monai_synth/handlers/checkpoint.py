@@ -75,6 +75,7 @@ class GANCheckpointHandler:
         save_dir: folder of the checkpoints.
         save_dict: ``{name: object with state_dict/load_state_dict}`` (networks, optimisers); the engine
             the handler is attached to is added as ``"trainer"`` so the iteration count resumes too.
+            ``None`` values are dropped (objects a bundle switched off, e.g. the EMA copy with ``ema`` false).
         config: JSON-like description of the run (network configs, data channels, image size) stored
             and compared on resume.
         save_interval: iterations between saves (0: only at the end).
@@ -97,6 +98,7 @@ class GANCheckpointHandler:
         export: dict[str, Any] | None = None,
         keep_history: bool = False,
     ) -> None:
+        save_dict = {name: obj for name, obj in (save_dict or {}).items() if obj is not None}
         if not save_dict:
             raise ValueError("save_dict must name at least one object to checkpoint.")
         self.save_dir = Path(save_dir)
