@@ -1,10 +1,13 @@
-"""Ignite handlers: checkpoints with resume, sample grids, generator EMA, ADA."""
+"""Ignite handlers: checkpoints with resume, sample grids, generator EMA, ADA.
+
+Also the quality tracker of generator training (KID/FID, duplicates, diversity, collapse stop, best snapshot)."""
 
 from __future__ import annotations
 
 from .checkpoint import GANCheckpointHandler, config_differences, load_checkpoint
 from .pair_writer import GeneratedPairWriter
 from .progress import LossProgressBar, TrainingSummaryWriter
+from .quality import GeneratorQualityHandler, real_pairs_sample
 from .sample_grid import PairedSampleGridSaver
 from .stylegan import AdaptiveAugmentHandler, GeneratorEMAHandler, make_ema_copy
 
@@ -14,6 +17,8 @@ __all__ = [
     "make_ema_copy",
     "GANCheckpointHandler",
     "GeneratedPairWriter",
+    "GeneratorQualityHandler",
+    "real_pairs_sample",
     "LossProgressBar",
     "PairedSampleGridSaver",
     "TrainingSummaryWriter",

@@ -1,6 +1,7 @@
 """monai_synth.metrics: generative metrics (FID / KID on offline TF-Inception weights) and label agreement.
 
-``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics).
+``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics); cheap diversity figures
+(duplicate rate, per-pixel spread, mask sanity) and the collapsed-generator check.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from .fid import (
     default_inception_weights_path,
     fid_kid,
 )
+from .diversity import (
+    GeneratorCollapseError,
+    check_generator_diversity,
+    class_area_range,
+    diversity_ratio,
+    generated_duplicate_rate,
+    mask_sanity,
+)
 from .segmentation import score_labels
 
 __all__ = [
@@ -24,6 +33,12 @@ __all__ = [
     "INCEPTION_IMAGE_SIZE",
     "RESIZE_MODES",
     "FeatureStatistics",
+    "GeneratorCollapseError",
+    "check_generator_diversity",
+    "class_area_range",
+    "diversity_ratio",
+    "generated_duplicate_rate",
+    "mask_sanity",
     "InceptionFeatureExtractor",
     "compute_fid",
     "compute_kid",
