@@ -142,6 +142,7 @@ def check_generator_diversity(
     device: str | torch.device = "cpu",
     max_distance: int = DEDUP_MAX_DISTANCE,
     hash_size: int = DEDUP_HASH_SIZE,
+    bundle: str | None = None,
 ) -> float:
     """Refuse to generate from a collapsed generator: its duplicate rate on fixed seeds is above ``threshold``.
 
@@ -155,6 +156,7 @@ def check_generator_diversity(
         num_samples: pairs drawn for the check.
         device: device of the check.
         max_distance, hash_size: near-duplicate settings (those of ``generate.json``).
+        bundle: refuse a generator of another bundle (see :func:`~monai_synth.utils.export.load_generator`).
 
     Returns:
         the measured duplicate rate.
@@ -169,7 +171,7 @@ def check_generator_diversity(
     from monai_synth.networks.latents import latents_from_seeds
     from monai_synth.utils.export import load_generator
 
-    network, config = load_generator(generator_path, device=device)
+    network, config = load_generator(generator_path, device=device, bundle=bundle)
     dim, distribution = latent_spec(config)
     pairs = generate_pairs(network, latents_from_seeds(range(int(num_samples)), dim, distribution=distribution))
     rate = generated_duplicate_rate(pairs, int(config["data"]["image_channels"]), max_distance, hash_size)
