@@ -36,7 +36,11 @@ SELECT_BY = ("kid", "fid")
 
 
 def real_pairs_sample(
-    dataset: Sequence[dict[str, Any]], num: int, seed: int = 0, pair_key: str = "pair", channels: Sequence[int] | None = None
+    dataset: Sequence[dict[str, Any]],
+    num: int,
+    seed: int = 0,
+    pair_key: str = "pair",
+    channels: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``(min(num, len), C', H, W)`` float tensor of real pairs drawn without replacement with ``seed``.
 
@@ -252,9 +256,7 @@ class GeneratorQualityHandler:
         self.latest = figures
         self.history.append({"iteration": iteration, **{k: round(float(v), 6) for k, v in figures.items()}})
         self._publish(engine)
-        logger.info(
-            "Quality at iteration %d: %s", iteration, ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
-        )
+        logger.info("Quality at iteration %d: %s", iteration, ", ".join(f"{k} {v:.4g}" for k, v in figures.items()))
         if self.select_by is not None and figures[self.select_by] < self._best_score:
             self._best_score = figures[self.select_by]
             self._best_state = copy.deepcopy(self.generator.state_dict())

@@ -6,6 +6,14 @@
 
 from __future__ import annotations
 
+from .diversity import (
+    GeneratorCollapseError,
+    check_generator_diversity,
+    class_area_range,
+    diversity_ratio,
+    generated_duplicate_rate,
+    mask_sanity,
+)
 from .fid import (
     INCEPTION_FEATURE_DIM,
     INCEPTION_IMAGE_SIZE,
@@ -17,14 +25,6 @@ from .fid import (
     compute_set_features,
     default_inception_weights_path,
     fid_kid,
-)
-from .diversity import (
-    GeneratorCollapseError,
-    check_generator_diversity,
-    class_area_range,
-    diversity_ratio,
-    generated_duplicate_rate,
-    mask_sanity,
 )
 from .segmentation import score_labels
 

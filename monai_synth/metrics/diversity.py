@@ -58,7 +58,9 @@ def generated_duplicate_rate(
     """
     images = torch.as_tensor(images).float().cpu()
     channels = int(image_channels) if 0 < int(image_channels) <= images.shape[1] else None
-    flags = find_near_duplicates(images.numpy(), max_distance=max_distance, hash_size=hash_size, image_channels=channels)
+    flags = find_near_duplicates(
+        images.numpy(), max_distance=max_distance, hash_size=hash_size, image_channels=channels
+    )
     return duplicate_rate(flags)
 
 
@@ -186,4 +188,3 @@ def check_generator_diversity(
             raise GeneratorCollapseError(message)
         logging.getLogger(__name__).warning("%s Going on because allow_duplicates is true.", message)
     return rate
-

@@ -131,6 +131,19 @@ def test_generate_factory_on_a_paired_generator(trained: Path, tmp_path: Path) -
     assert label.shape == (32, 32) and set(np.unique(label)) <= {0, 1}
 
 
+def test_generate_refuses_a_constant_generator(trained: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "constant"
+    run_dir.mkdir()
+    exported = torch.load(trained / "generator.pt", weights_only=True)
+    for key, value in exported["state_dict"].items():  # w no longer depends on z, and no per-sample noise
+        if key.startswith("mapping.layers.") and key.endswith("weight") or "noise.strength" in key:
+            value.zero_()
+    torch.save(exported, run_dir / "generator.pt")
+    common = ["--output_dir", str(run_dir), "--num_samples", "4", "--device", "cpu"]
+    failed_with(_run("generate.json", *common, cwd=tmp_path), "collapsed", "--allow_duplicates True")
+    assert not (run_dir / "generated").exists()
+
+
 @pytest.mark.parametrize(("mode", "written"), [("image", {"image"}), ("mask", {"label"})])
 def test_image_and_mask_modes_train_and_infer(mode: str, written: set, tmp_path: Path) -> None:
     out = tmp_path / mode

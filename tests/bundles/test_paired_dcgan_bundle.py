@@ -57,8 +57,16 @@ def trained(tmp_path_factory) -> Path:
 def test_train_writes_checkpoint_generator_grids_summary_and_mlflow(trained: Path) -> None:
     checkpoint = torch.load(trained / "checkpoints" / "checkpoint_last.pt", weights_only=True)
     assert checkpoint["iteration"] == 4
-    assert set(checkpoint["states"]) == {"generator", "discriminator", "g_optimizer", "d_optimizer", "trainer"}
+    # issue 16 changed the defaults: generator EMA (exported) and ADA are on, so their states are checkpointed too
+    assert set(checkpoint["states"]) == {
+        "generator", "discriminator", "g_optimizer", "d_optimizer", "trainer", "generator_ema", "augment", "ada",
+    }  # fmt: skip
     exported = torch.load(trained / "generator.pt", weights_only=True)
+    for key, value in exported["state_dict"].items():  # the EMA generator is what is exported
+        assert torch.equal(value, checkpoint["states"]["generator_ema"][key]), key
+    assert any(
+        not torch.equal(value, checkpoint["states"]["generator"][key]) for key, value in exported["state_dict"].items()
+    )
     assert exported["config"]["generator"]["channels"] == [16, 8]
     assert exported["config"]["data"]["num_classes"] == 6  # phantom: background + 5 organs
     assert exported["config"]["generator"]["out_channels"] == 7  # 1 image + 6 one-hot mask channels
@@ -67,6 +75,9 @@ def test_train_writes_checkpoint_generator_grids_summary_and_mlflow(trained: Pat
     assert (trained / "samples" / "latest.png").read_bytes()[:8] == PNG_MAGIC
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["iterations_total"] == 4 and summary["images_per_second"] > 0
+    quality = summary["quality"]["history"][-1]  # evaluated at the end of training
+    assert quality["iteration"] == 4 and 0 <= quality["dup_rate"] <= 1 and quality["diversity"] > 0
+    assert (trained / "samples" / "quality.png").read_bytes()[:8] == PNG_MAGIC
     assert (trained / "mlflow.db").stat().st_size > 0
 
 
@@ -205,6 +216,20 @@ def test_bad_overrides_are_refused_before_anything_is_written(tmp_path: Path, ov
     assert not (out / "checkpoints").exists()
 
 
+def test_generate_refuses_a_constant_generator_unless_allowed(trained: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "constant"
+    run_dir.mkdir()
+    exported = torch.load(trained / "generator.pt", weights_only=True)
+    exported["state_dict"]["project.weight"].zero_()  # no path from the latent: every sample is the same pair
+    torch.save(exported, run_dir / "generator.pt")
+    common = ["--output_dir", str(run_dir), "--num_samples", "8", "--device", "cpu"]
+    _failed_with(_run("generate.json", *common, cwd=tmp_path), "collapsed", "--allow_duplicates True")
+    assert not (run_dir / "generated").exists()
+    _ok(_run("generate.json", *common, "--allow_duplicates", "True", cwd=tmp_path))
+    manifest = json.loads((run_dir / "generated" / "manifest.json").read_text())
+    assert manifest["summary"]["num_kept"] == 1  # what generating quietly would have given
+
+
 def test_missing_generator_is_named(tmp_path: Path) -> None:
     _failed_with(
         _run("generate.json", "--output_dir", str(tmp_path / "nothing"), "--device", "cpu", cwd=tmp_path),
@@ -250,7 +275,9 @@ def test_quickstart_main_job_as_in_the_readme(tmp_path: Path) -> None:
     config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'quickstart.json'}']"
     _ok(_bundle(["run", "--config_file", config, "--output_dir", str(out)], cwd=REPO, timeout=1800))
     assert (out / "samples" / "latest.png").read_bytes()[:8] == PNG_MAGIC
-    assert json.loads((out / "summary.json").read_text())["iterations_total"] == 600
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations_total"] == 400  # issue 16: 400 iterations of batch 16 with ADA + EMA (was 600 of 32)
+    assert summary["quality"]["history"][-1]["dup_rate"] < 0.05 and summary["quality"]["collapsed"] is None
     manifest = json.loads((out / "generated" / "manifest.json").read_text())
     assert manifest["num_samples"] == 128
     assert manifest["summary"]["duplicate_rate"] < 0.5  # a fully collapsed generator would fail this
