@@ -48,7 +48,8 @@ def generated_duplicate_rate(
     """Fraction of samples that are perceptual-hash near-duplicates of an earlier one.
 
     Args:
-        images: ``(N, C + M, H, W)`` generated pairs (or images) in [-1, 1].
+        images: ``(N, C + M, H, W)`` generated pairs (or images) in [-1, 1] (clamped to it first, as the
+            generation post-processing does).
         image_channels: ``C``: only the image channels are hashed (all channels when 0, e.g. masks only).
         max_distance: hash bits within which two samples are duplicates (``generate.json``: 12).
         hash_size: perceptual-hash size (``generate.json``: 16).
@@ -56,7 +57,7 @@ def generated_duplicate_rate(
     Returns:
         duplicates / N in [0, 1] (a generator drawing one image gives ``(N - 1) / N``).
     """
-    images = torch.as_tensor(images).float().cpu()
+    images = torch.as_tensor(images).float().cpu().clamp(-1, 1)  # StyleGAN2 outputs are not tanh-bounded
     channels = int(image_channels) if 0 < int(image_channels) <= images.shape[1] else None
     flags = find_near_duplicates(
         images.numpy(), max_distance=max_distance, hash_size=hash_size, image_channels=channels
