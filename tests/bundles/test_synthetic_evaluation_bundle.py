@@ -1,14 +1,14 @@
-"""The synthetic_evaluation bundle, started the way a user starts it: ``python -m monai.bundle ...`` subprocesses."""
+"""The synthetic_evaluation bundle, started the way a user starts it: ``monai.bundle run`` (in-process, see
+``bundle_helpers.bundle``; the command line itself is smoke-tested in ``test_cli_smoke.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bundle_helpers import bundle
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundles" / "synthetic_evaluation"
@@ -17,12 +17,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"  # tiny networks on a shared CPU
-    return subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return bundle(args, cwd=cwd, timeout=timeout)
 
 
 def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
