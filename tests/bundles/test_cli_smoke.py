@@ -5,11 +5,14 @@ this is what only a process shows: the command line imports the package, an unkn
 process with a non-zero status and the project's own message as the last line, nothing is written.
 paired_dcgan's ``train.json`` does the smallest real run instead (exit status 0, a generator written).
 A config without ``imports`` is an overlay (``quickstart.json``) and runs merged over its ``train.json``.
+The processes run side by side, as many as there are CPUs: most of their time is importing torch and MONAI.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,14 @@ import torch
 from bundle_helpers import REPO, bundle_cli
 
 CONFIGS = sorted(p for p in REPO.glob("bundles/*/configs/*.json") if p.name != "metadata.json")
+REAL_RUN = ("paired_dcgan", "train.json")  # the one config that does the smallest real run
+TINY = ["--image_size", "32", "--latent_dim", "8", "--generator_channels", "[16, 8]"]
+TINY += ["--discriminator_channels", "[8, 16]", "--batch_size", "4", "--phantom_samples", "4"]
+TINY += ["--max_epochs", "1", "--iterations_per_epoch", "1", "--num_grid_samples", "4", "--device", "cpu"]
+
+
+def _id(config: Path) -> str:
+    return f"{config.parent.parent.name}/{config.stem}"
 
 
 def _config_file(config: Path) -> str:
@@ -25,24 +36,36 @@ def _config_file(config: Path) -> str:
     return f"['{config.parent / 'train.json'}','{config}']"  # an overlay, as the README runs it
 
 
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict[str, tuple[Path, Future]]:
+    """Every config's command line, started together (one per CPU at a time: each spends seconds importing)."""
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+    runs = {}
+    for config in CONFIGS:
+        cwd = tmp_path_factory.mktemp("cli")
+        out = cwd / "out"
+        if (config.parent.parent.name, config.name) == REAL_RUN:
+            args = ["run", "--config_file", str(config), *TINY, "--output_dir", str(out)]
+        else:
+            args = ["run", "--config_file", _config_file(config), "--output_dir", str(out), "--no_such_setting", "1"]
+        runs[_id(config)] = (out, pool.submit(bundle_cli, args, cwd))
+    yield runs
+    pool.shutdown(wait=True)
+
+
 def test_every_bundle_config_is_smoke_tested() -> None:
-    names = {f"{p.parent.parent.name}/{p.stem}" for p in CONFIGS}
+    names = {_id(p) for p in CONFIGS}
     assert {"paired_dcgan/train", "datasetgan/train", "synthetic_evaluation/evaluate"} <= names
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.stem}")
-def test_command_line_run(config: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    if (config.parent.parent.name, config.name) == ("paired_dcgan", "train.json"):
-        tiny = ["--image_size", "32", "--latent_dim", "8", "--generator_channels", "[16, 8]"]
-        tiny += ["--discriminator_channels", "[8, 16]", "--batch_size", "4", "--phantom_samples", "4"]
-        tiny += ["--max_epochs", "1", "--iterations_per_epoch", "1", "--num_grid_samples", "4", "--device", "cpu"]
-        result = bundle_cli(["run", "--config_file", str(config), *tiny, "--output_dir", str(out)], cwd=tmp_path)
+@pytest.mark.parametrize("config", CONFIGS, ids=_id)
+def test_command_line_run(config: Path, cli_runs: dict[str, tuple[Path, Future]]) -> None:
+    out, future = cli_runs[_id(config)]
+    result = future.result()
+    if (config.parent.parent.name, config.name) == REAL_RUN:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert torch.load(out / "generator.pt", weights_only=True)["config"]["generator"]["channels"] == [16, 8]
         return
-    args = ["run", "--config_file", _config_file(config), "--output_dir", str(out), "--no_such_setting", "1"]
-    result = bundle_cli(args, cwd=tmp_path)
     assert result.returncode != 0, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("monai_synth: ValueError: Unknown setting(s) --no_such_setting"), result.stderr[-3000:]
