@@ -1,4 +1,4 @@
-"""Utilities: atomic file writing, pictures of pairs."""
+"""Utilities: atomic file writing, the one-writer run lock (`locking`), pictures of pairs."""
 
 from __future__ import annotations
 
