@@ -104,13 +104,16 @@ class RunLock:
     def _acquire_flock(self) -> int:
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            held = False
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
                 os.close(fd)
-                if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise self._refuse() from None
-                raise
+                if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+                held = True
+            if held:  # raised outside the handler: no "Resource temporarily unavailable" chained to it
+                raise self._refuse()
             # the previous holder may have removed the file between our open and flock: retry on the new one
             try:
                 if os.path.samestat(os.fstat(fd), os.stat(self.path)):
@@ -124,10 +127,11 @@ class RunLock:
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:
-                pid, host = _holder(self.path)
-                if pid is None or host != platform.node() or _pid_alive(pid):
-                    raise self._refuse() from None
-                self.path.unlink(missing_ok=True)  # a crashed holder of this host: stale
+                pass
+            pid, host = _holder(self.path)
+            if pid is None or host != platform.node() or _pid_alive(pid):
+                raise self._refuse()
+            self.path.unlink(missing_ok=True)  # a crashed holder of this host: stale
 
     def acquire(self) -> RunLock:
         """Take the lock and write this process's pid and host into the file.

@@ -231,15 +231,17 @@ class PairedDatasetFactory:
         try:
             return RunLock(self.output_dir / LOCK_NAME).acquire()
         except LockHeldError as err:
-            pid = err.pid if err.pid is not None else "unknown"
-            host = err.host if err.host is not None else "unknown"
-            raise LockHeldError(
-                f"{self.output_dir} is being written by another generate run (pid {pid} on host {host}); wait for "
-                "it or use another --output_dir.",
-                err.path,
-                err.pid,
-                err.host,
-            ) from None
+            held = err
+        # raised outside the handler, so the message a user reads last is this one, not the lock's
+        pid = held.pid if held.pid is not None else "unknown"
+        host = held.host if held.host is not None else "unknown"
+        raise LockHeldError(
+            f"{self.output_dir} is being written by another generate run (pid {pid} on host {host}); wait for it "
+            "or use another --output_dir.",
+            held.path,
+            held.pid,
+            held.host,
+        )
 
     def _pair_id(self, index: int) -> str:
         # ids are unique across run seeds, so sets generated with different seeds can meet in one study
