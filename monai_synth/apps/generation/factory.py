@@ -130,6 +130,7 @@ class PairedDatasetFactory:
         self.save_png = bool(save_png)
         self.device = torch.device(device)
         self.id_prefix = id_prefix
+        self._batch_cache: tuple[int, tuple[list[Any], list[dict[str, Any]]]] | None = None
         self.network, self.config = load_generator(self.generator_path, self.device)
         data = self.config.get("data", {})
         self.image_channels = int(data["image_channels"])
