@@ -111,6 +111,16 @@ class StudyConfig:
         seed: seed of the splits, the generated subsets, weight initialisation (``seed + fold``) and shuffling.
         alpha: significance level of the statistics.
         figures: draw PNG figures (needs matplotlib).
+        num_real: numbers ``R`` of real training cases (nested case-level subsets of each fold's real
+            training split, drawn with ``seed``; ``None`` entries = all): arms ``real_r30``,
+            ``hybrid_r30_n1500``, ... One integer = a list of one. ``None``: every real training case, arms
+            named ``real``, ``hybrid_n<N>``. Validation and test cases never change with it. The entries
+            ``"null"`` / ``"all"`` (how the command line passes a bare ``null``) mean ``None``.
+        hybrid_real_fraction: also run every hybrid arm with its real pairs oversampled to this fraction of
+            its training pairs (``_rf<f>`` arms); ``None``: no oversampled arms.
+        test_datasets: ``{name: datalist JSON or folder}`` of external real test sets (another site), each
+            scored and reported on its own as ``test_R:<name>`` with its own statistics (a datalist's
+            ``test`` list is used when it has one, else its ``training`` list).
 
     Attributes:
         optimizer, model_selection, hausdorff_units: what the study does that no setting changes,
@@ -157,6 +167,9 @@ class StudyConfig:
     seed: int = 0
     alpha: float = 0.05
     figures: bool = True
+    num_real: int | Sequence[int | None] | None = None
+    hybrid_real_fraction: float | None = None
+    test_datasets: Mapping[str, str] | None = None
     optimizer: str = field(default="Adam", init=False)
     model_selection: str = field(default="best validation mean foreground Dice (real validation cases)", init=False)
     hausdorff_units: str = field(default="", init=False)
@@ -228,6 +241,30 @@ class StudyConfig:
             raise _refuse("device", "'auto', 'cpu', 'cuda' or another torch device", self.device)
         self.device = str(self.device)
         self.hausdorff_units = f"pixels at {self.image_size} x {self.image_size}"
+        if _is_int(self.num_real):
+            self.num_real = [self.num_real]
+        if self.num_real is not None:
+            if _is_path(self.num_real) or not isinstance(self.num_real, Sequence) or not self.num_real:
+                raise _refuse("num_real", "a list of integers >= 1 or null (all), or null", self.num_real)
+            # the command line writes JSON's null as the bare word null (a string): the same "all" entry
+            self.num_real = [
+                None if isinstance(r, str) and r.lower() in ("null", "none", "all") else r for r in self.num_real
+            ]
+            if not all(r is None or (_is_int(r) and r >= 1) for r in self.num_real):
+                raise ValueError(f"--num_real must hold integers >= 1 or null (all), got {list(self.num_real)}.")
+            if len(set(self.num_real)) != len(self.num_real):
+                raise ValueError(f"--num_real holds a value twice: {list(self.num_real)}.")
+            self.num_real = [None if r is None else int(r) for r in self.num_real]
+        if self.hybrid_real_fraction is not None:
+            if not isinstance(self.hybrid_real_fraction, Real) or _is_bool(self.hybrid_real_fraction):
+                raise _refuse("hybrid_real_fraction", "a number in (0, 1) or null", self.hybrid_real_fraction)
+            if not 0.0 < self.hybrid_real_fraction < 1.0:
+                raise ValueError(f"--hybrid_real_fraction must be in (0, 1), got {self.hybrid_real_fraction!r}.")
+            self.hybrid_real_fraction = float(self.hybrid_real_fraction)
+        if self.test_datasets is not None:
+            if not isinstance(self.test_datasets, Mapping) or not all(_is_path(p) for p in self.test_datasets.values()):
+                raise _refuse("test_datasets", "{name: datalist JSON or folder}", self.test_datasets)
+            self.test_datasets = {str(k): os.fspath(v) for k, v in self.test_datasets.items()} or None
 
     @staticmethod
     def _datalists(value: Any) -> list[str] | dict[str, str] | None:

@@ -134,10 +134,18 @@ def _training_pairs(arm: Mapping[str, Any]) -> str:
 
 
 def _test_set_title(name: str, results: Mapping[str, Any]) -> str:
-    if name == "test_R":
-        return "test-R: real held-out cases"
-    set_name = name.split(":", 1)[1] if ":" in name else name
+    base, per_volume = (name[: -len("/volume")], True) if name.endswith("/volume") else (name, False)
+    unit = ", scored per volume (HD in mm)" if per_volume else ""
+    if base == "test_R":
+        return f"test-R: real held-out cases{unit}"
+    set_name = base.split(":", 1)[1] if ":" in base else base
+    if base.startswith("test_R:"):
+        return f"test-R `{set_name}`: external real test set{unit}"
     return f"test-G: held-out generated pairs of `{set_name}`"
+
+
+def _distance_unit(name: str) -> str:
+    return "mm" if name.endswith("/volume") else "px"
 
 
 def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()) -> str:
@@ -191,7 +199,8 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
             "",
         ]
         lines.append(
-            "| arm | training pairs (real + generated) | Dice | HD (px) | HD95 (px) | mIoU | best epoch | train time (s) |"
+            f"| arm | training pairs (real + generated) | Dice | HD ({_distance_unit(test_name)}) | "
+            f"HD95 ({_distance_unit(test_name)}) | mIoU | best epoch | train time (s) |"
         )
         lines.append("|---|---|---|---|---|---|---|---|")
         for arm in arms:
@@ -204,7 +213,13 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 + f" | {best} | {seconds:.1f} |"
             )
         if first["num_folds"] > 1:
-            lines += ["", "Mean ± std over fold means:", "", "| arm | Dice | HD95 (px) |", "|---|---|---|"]
+            lines += [
+                "",
+                "Mean ± std over fold means:",
+                "",
+                f"| arm | Dice | HD95 ({_distance_unit(test_name)}) |",
+                "|---|---|---|",
+            ]
             for arm in arms:
                 summary = arm["summary"][test_name]
                 lines.append(
@@ -223,7 +238,9 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 lines.append(f"| {arm['name']} | " + " | ".join(_mean_std(per_class[c], 3) for c in class_names) + " |")
         for score, result in (results.get("statistics", {}).get(test_name) or {}).items():
             direction = "higher is better" if result.get("higher_is_better") else "lower is better"
-            lines += ["", f"Statistics on per-case {_SCORE_LABELS.get(score, score)} ({direction}):", ""]
+            label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_name)})")
+            what = "per-volume" if test_name.endswith("/volume") else "per-case"
+            lines += ["", f"Statistics on {what} {label} ({direction}):", ""]
             if result.get("test") is None:
                 lines.append(f"_{result.get('note', 'not computed')}_")
             else:

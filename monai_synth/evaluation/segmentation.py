@@ -164,13 +164,18 @@ def standard_augmentation(
 
 def _as_label_batch(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(x).as_subclass(torch.Tensor)
-    if tensor.ndim != 4 or tensor.shape[1] != 1:
-        raise ValueError(f"{name} must be a (B, 1, H, W) label map, got shape {tuple(tensor.shape)}.")
+    if tensor.ndim not in (4, 5) or tensor.shape[1] != 1:
+        raise ValueError(
+            f"{name} must be a (B, 1, H, W) or (B, 1, H, W, D) label map, got shape {tuple(tensor.shape)}."
+        )
     return tensor.long()
 
 
 def segmentation_scores(
-    prediction: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray, num_classes: int
+    prediction: torch.Tensor | np.ndarray,
+    label: torch.Tensor | np.ndarray,
+    num_classes: int,
+    spacing: Sequence[float] | Sequence[Sequence[float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-case, per-class Dice, IoU, Hausdorff distance and 95th-percentile HD (MONAI metrics).
 
@@ -180,12 +185,15 @@ def segmentation_scores(
     (HD95 is NaN in both cases).
 
     Args:
-        prediction: ``(B, 1, H, W)`` predicted labels ``0..K-1``.
-        label: ``(B, 1, H, W)`` ground-truth labels ``0..K-1``.
+        prediction: ``(B, 1, H, W)`` (slices) or ``(B, 1, H, W, D)`` (volumes) predicted labels ``0..K-1``.
+        label: same shape, ground-truth labels ``0..K-1``.
         num_classes: ``K`` including background (>= 2).
+        spacing: voxel size per spatial axis (one sequence for the batch, or one per case), passed to
+            MONAI's ``HausdorffDistanceMetric``; ``None``: distances in pixels.
 
     Returns:
-        ``{"dice", "iou", "hd", "hd95"}``, each a ``(B, K - 1)`` float64 array; distances in pixels.
+        ``{"dice", "iou", "hd", "hd95"}``, each a ``(B, K - 1)`` float64 array; distances in pixels, or in
+        the units of ``spacing`` (mm for NIfTI) when given.
 
     Raises:
         ValueError: shapes differ or are not ``(B, 1, H, W)``, labels outside ``0..K-1``.
@@ -199,6 +207,7 @@ def segmentation_scores(
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= num_classes):
             raise ValueError(f"{name} holds values outside 0..{num_classes - 1}: [{int(x.min())}, {int(x.max())}].")
     y_pred, y = one_hot(prediction, num_classes), one_hot(label, num_classes)
+    distance = {} if spacing is None else {"spacing": spacing}
     with warnings.catch_warnings():
         # MONAI warns per empty class ("may result in nan/inf distance") and about a deprecated internal
         # argument; empty classes are reported through the NaN/inf values themselves.
@@ -206,8 +215,12 @@ def segmentation_scores(
         scores = {
             "dice": DiceMetric(include_background=False, reduction="none")(y_pred, y),
             "iou": MeanIoU(include_background=False, reduction="none")(y_pred, y),
-            "hd": HausdorffDistanceMetric(include_background=False, percentile=None, reduction="none")(y_pred, y),
-            "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(y_pred, y),
+            "hd": HausdorffDistanceMetric(include_background=False, percentile=None, reduction="none")(
+                y_pred, y, **distance
+            ),
+            "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(
+                y_pred, y, **distance
+            ),
         }
     return {
         k: v.detach().cpu().numpy().astype(np.float64).reshape(prediction.shape[0], num_classes - 1)

@@ -95,3 +95,26 @@ def test_bundle_files() -> None:
     assert (BUNDLE / "LICENSE").read_text().lstrip().startswith("Apache License")
     readme = (BUNDLE / "docs" / "README.md").read_text()
     assert "python -m monai.bundle run --config_file bundles/synthetic_evaluation/configs/evaluate.json" in readme
+
+
+def test_small_data_study_through_monai_bundle_run(tmp_path: Path) -> None:
+    """``--num_real "[3, null]"`` and an external test set, written as a user writes them on the command line."""
+    from monai_synth.data.phantom import write_phantom_dataset
+
+    site_b = write_phantom_dataset(tmp_path / "site_b", 4, image_size=32, seed=7000)
+    output_dir = tmp_path / "eval"
+    result = _run(
+        [
+            "run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
+            "--arms", "['real','hybrid']", "--num_synthetic", "4", "--num_real", "[3, null]",
+            "--test_datasets", f"{{'site_b': '{site_b}'}}",
+            "--max_epochs", "1", "--image_size", "32", "--phantom_samples", "12", "--phantom_generated_samples", "8",
+            "--compute_fid", "False", "--device", "cpu", "--output_dir", str(output_dir),
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert [a["name"] for a in results["arms"]] == ["real_r3", "real_rall", "hybrid_r3_n4", "hybrid_rall_n4"]
+    assert results["config"]["num_real"] == [3, None]
+    assert "test_R:site_b" in results["statistics"]
