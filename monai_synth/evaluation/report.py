@@ -41,6 +41,8 @@ __all__ = [
     "plot_arm_boxplots",
     "plot_real_vs_synthetic",
     "write_report",
+    "render_network_comparison",
+    "write_network_comparison",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,16 @@ def _test_set_title(name: str, results: Mapping[str, Any]) -> str:
     return f"test-G: held-out generated pairs of `{set_name}`"
 
 
+def _optimizer_text(config: Mapping[str, Any]) -> str:
+    name = config.get("optimizer", "Adam")
+    text = f"{name} lr {config['learning_rate']}"
+    if name == "SGD":
+        text += f" momentum {config.get('momentum', 0.0)}{' (Nesterov)' if config.get('nesterov') else ''}"
+    if config.get("weight_decay"):
+        text += f" weight decay {config['weight_decay']}"
+    return text
+
+
 def _distance_unit(name: str) -> str:
     return "mm" if name.endswith("/volume") else "px"
 
@@ -182,7 +194,7 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
     kwargs = ", ".join(f"{k}={v}" for k, v in (config.get("network_kwargs") or {}).items())
     lines += [
         "",
-        f"Network `{config['network']}`{f' ({kwargs})' if kwargs else ''}, loss `{config['loss']}`, Adam lr {config['learning_rate']}, "
+        f"Network `{config['network']}`{f' ({kwargs})' if kwargs else ''}, loss `{config['loss']}`, {_optimizer_text(config)}, "
         f"batch {config['batch_size']}, at most {config['max_epochs']} epochs, early stopping patience {config['patience']} "
         f"validation(s); model selection: {config['model_selection']}. Seed {config['seed']}. "
         f"Hausdorff distances in {config['hausdorff_units']}.",
@@ -462,7 +474,7 @@ def write_report(
         drawn = {"score_vs_num_synthetic": plot_score_vs_num_synthetic(results, folder / "score_vs_num_synthetic.png")}
         for test_set in results["test_sets"]:
             drawn[f"boxplots_{test_set}"] = plot_arm_boxplots(
-                results, folder / f"boxplots_{test_set.replace(':', '_')}.png", test_set
+                results, folder / f"boxplots_{test_set.replace(':', '_').replace('/', '_')}.png", test_set
             )
         if samples:
             drawn["real_vs_synthetic_pairs"] = plot_real_vs_synthetic(samples, folder / "real_vs_synthetic_pairs.png")
@@ -476,3 +488,63 @@ def write_report(
         tmp.write_text(render_markdown(results, figure_paths), encoding="utf-8")
     written["results"] = write_json_atomic(output_dir / "results.json", to_json_safe(results))
     return written
+
+
+def render_network_comparison(results: Mapping[str, Any]) -> str:
+    """Markdown with one table per network (every real test set) of a study run with ``networks``.
+
+    Args:
+        results: ``{"networks": {network: study results}, ...}``.
+
+    Returns:
+        Markdown text.
+    """
+    lines = ["# Synthetic data evaluation: one study per network", ""]
+    for network, sub in results["networks"].items():
+        lines += [f"## Network `{network}`", "", f"Full report: `{_safe_folder(network)}/report.md`.", ""]
+        for test_name in sub["test_sets"]:
+            if not test_name.startswith("test_R"):
+                continue
+            unit = _distance_unit(test_name)
+            lines += [f"### {_test_set_title(test_name, sub)}", ""]
+            lines += [
+                f"| arm | training pairs (real + generated) | Dice | HD95 ({unit}) | mIoU |",
+                "|---|---|---|---|---|",
+            ]
+            for arm in sub["arms"]:
+                summary = arm["summary"].get(test_name)
+                if summary:
+                    lines.append(
+                        f"| {arm['name']} | {_training_pairs(arm)} | {_mean_std(summary['dice'], 3)} | "
+                        f"{_mean_std(summary['hd95'], 2)} | {_mean_std(summary['iou'], 3)} |"
+                    )
+            stats = (sub.get("statistics") or {}).get(test_name, {}).get("dice") or {}
+            if stats.get("test"):
+                lines += ["", f"Dice: {stats['test']} p = {_number(stats.get('p_value'), 4)}.", ""]
+            else:
+                lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _safe_folder(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "set"
+
+
+def write_network_comparison(results: dict[str, Any], output_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the combined ``report.md`` and ``results.json`` of a study run with ``networks``.
+
+    Args:
+        results: ``{"networks": {network: study results}, ...}``.
+        output_dir: destination folder.
+
+    Returns:
+        ``{"results": path, "report": path}``.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = output_dir / "report.md"
+    with atomic_path(report) as tmp:
+        tmp.write_text(render_network_comparison(results), encoding="utf-8")
+    return {"report": report, "results": write_json_atomic(output_dir / "results.json", to_json_safe(results))}

@@ -46,6 +46,7 @@ from monai_synth.evaluation.segmentation import (
     SCORE_NAMES,
     build_network,
     class_mean,
+    network_class,
     predict_labels,
     segmentation_scores,
     standard_augmentation,
@@ -72,6 +73,7 @@ _TRACKED_SETTINGS = (
     "max_epochs",
     "image_size",
     "learning_rate",
+    "optimizer",
     "batch_size",
     "loss",
     "folds",
@@ -343,6 +345,50 @@ class SyntheticEvaluationStudy:
                     "regenerate from a model trained on this label set, or remap with `mask_mapping`."
                 )
 
+    def write_generator_datalist(self, path: str | os.PathLike, fold: int = 0, num_real: int | None = None) -> Path:
+        """Write the real training cases of ``fold`` (the first ``num_real`` of them) as a datalist for a generator.
+
+        The split-first recipe: a GAN that feeds this study must be trained on these cases only, never on
+        the validation or test cases the study scores. The cases are exactly those the study's ``real`` /
+        ``real_r<num_real>`` arms train on (same seed, same case-level split, same nested subset).
+
+        Args:
+            path: the datalist JSON to write (``{"training": [...]}``, paths relative to its folder).
+            fold: the fold (0 with ``folds=1``).
+            num_real: number of real training cases ``R`` (``None``: all training cases of the fold).
+
+        Returns:
+            The written path.
+
+        Raises:
+            ValueError: the built-in phantom as real data, a fold out of range, ``num_real`` too large.
+        """
+        from monai_synth.data.splits import write_datalist
+
+        c = self.config
+        if c.real_dataset_dir is None:
+            raise ValueError("write_generator_datalist needs real data files (--real_dataset_dir), not the phantom.")
+        given = labelled_test_datalist(c.real_dataset_dir)
+        items = resolve_dataset(given or c.real_dataset_dir)
+        if given is not None:
+            self._given_datalist = given
+            content = read_json(given)
+            has_validation = isinstance(content.get("validation"), list) and content["validation"]
+            training = (
+                items
+                if has_validation or c.val_fraction == 0
+                else split_datalist(items, c.val_fraction, 0.0, seed=c.seed)["training"]
+            )
+            splits = [{"training": training}]
+        else:
+            splits = self._real_splits(items, str(c.real_dataset_dir))
+        if not 0 <= fold < len(splits):
+            raise ValueError(f"fold={fold} is out of range: the study has {len(splits)} fold(s).")
+        training = real_subset(splits[fold]["training"], num_real, c.seed)
+        cases = len({str(i["case_id"]) for i in training})
+        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, cases, fold)
+        return write_datalist(path, {"training": [dict(i) for i in training]})
+
     def _real_splits(self, items: list[dict[str, Any]], source: str) -> list[dict[str, list[dict[str, Any]]]]:
         c = self.config
         try:
@@ -373,9 +419,40 @@ class SyntheticEvaluationStudy:
     def run(self) -> dict[str, Any]:
         """Run every arm on every fold, then write ``results.json``, ``report.md`` and the figures.
 
+        With ``networks``, the whole study runs once per network in ``output_dir/<network>/`` and
+        ``output_dir`` receives a combined ``report.md`` (one test-R table per network) and ``results.json``
+        (``{"networks": {network: results}}``).
+
         Returns:
             The results (what ``results.json`` holds, with NaN / inf as floats).
         """
+        c = self.config
+        for name in c.networks or [c.network]:
+            network_class(name)  # an unknown name or a non-module path fails before anything runs
+        if not c.networks:
+            return self._run_one()
+        from monai_synth.evaluation.report import write_network_comparison
+
+        out: dict[str, Any] = {}
+        for name in c.networks:
+            sub = replace(
+                c, network=name, networks=None, network_kwargs=self._network_kwargs(name),
+                output_dir=str(self.output_dir / _safe_name(name)),
+            )  # fmt: skip
+            logger.info("Network %s: study in %s", name, sub.output_dir)
+            out[name] = SyntheticEvaluationStudy(sub, feature_extractor=self.feature_extractor)._run_one()
+        results = {"study": "monai_synth synthetic_evaluation (per network)", "config": asdict(c), "networks": out}
+        write_network_comparison(results, self.output_dir)
+        return results
+
+    def _network_kwargs(self, name: str) -> dict[str, Any]:
+        """``network_kwargs`` of one network: its own entry when they are given per network."""
+        kwargs = self.config.network_kwargs
+        if self.config.networks and kwargs and set(kwargs) <= set(self.config.networks):
+            return dict(kwargs.get(name) or {})
+        return dict(kwargs)
+
+    def _run_one(self) -> dict[str, Any]:
         from monai_synth.evaluation.report import write_report
 
         c = self.config
@@ -632,6 +709,10 @@ class SyntheticEvaluationStudy:
             train_handlers=handlers,
             val_handlers=handlers,
             metric_prefix=f"fold{fold}_",
+            optimizer=c.optimizer,
+            momentum=c.momentum,
+            nesterov=c.nesterov,
+            weight_decay=c.weight_decay,
         )
         set_determinism(seed=None)
         eval_start = time.perf_counter()
