@@ -39,7 +39,7 @@ _INTEGERS = {  # setting -> minimum
     "seed": 0,
 }
 _FRACTIONS = ("val_fraction", "test_fraction", "synthetic_test_fraction")
-_FLAGS = ("compute_fid", "amp", "figures")
+_FLAGS = ("compute_fid", "amp", "figures", "save_models")
 _MAPPINGS = ("augmentation_kwargs", "network_kwargs", "real_dataset_kwargs", "synthetic_dataset_kwargs")
 
 
@@ -127,6 +127,8 @@ class StudyConfig:
         momentum: SGD momentum (Neff et al.: 0.99).
         nesterov: SGD Nesterov momentum.
         weight_decay: L2 penalty (Neff et al.: 5e-4).
+        save_models: save the selected network of every arm and fold as ``models/<arm>/fold<k>/model.pt``
+            (``torch.load(weights_only=True)``; see :mod:`~monai_synth.evaluation.inference`).
         test_datasets: ``{name: datalist JSON or folder}`` of external real test sets (another site), each
             scored and reported on its own as ``test_R:<name>`` with its own statistics (a datalist's
             ``test`` list is used when it has one, else its ``training`` list).
@@ -184,6 +186,7 @@ class StudyConfig:
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    save_models: bool = True
     model_selection: str = field(default="best validation mean foreground Dice (real validation cases)", init=False)
     hausdorff_units: str = field(default="", init=False)
 

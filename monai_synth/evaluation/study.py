@@ -42,6 +42,7 @@ from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.data.splits import check_no_leakage, kfold_datalist, split_datalist
 from monai_synth.evaluation.arms import ArmSpec, arm_training_items, oversample_real, plan_arms, real_subset
 from monai_synth.evaluation.config import StudyConfig
+from monai_synth.evaluation.inference import save_study_model
 from monai_synth.evaluation.segmentation import (
     SCORE_NAMES,
     build_network,
@@ -191,6 +192,7 @@ class SyntheticEvaluationStudy:
         self.device = resolve_device(config.device)
         self._given_datalist: Path | None = None
         self._volume_axis = 2
+        self._preprocessing: dict[str, Any] = {}
         if config.mlflow_tracking_uri:
             require_mlflow()
 
@@ -461,6 +463,12 @@ class SyntheticEvaluationStudy:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         real = self._load_real()
         real_items = [dict(item) for item in real.data]
+        self._preprocessing = {
+            "intensity": real.summary["intensity"],
+            "mask_rule": real.summary["mask_rule"],
+            "slice_axis": c.real_dataset_kwargs.get("slice_axis", "auto"),
+            "class_names": {str(k): str(v) for k, v in real.label_names.items()},
+        }
         given_splits = self._given_splits(real, real_items)
         external = self._load_external(real)
         extractor = None
@@ -715,6 +723,14 @@ class SyntheticEvaluationStudy:
             weight_decay=c.weight_decay,
         )
         set_determinism(seed=None)
+        model_path = None
+        if c.save_models:
+            model_path = self.output_dir / "models" / _safe_name(arm.name) / f"fold{fold}" / "model.pt"
+            save_study_model(
+                model_path, network, c.network, c.network_kwargs, train[0]["image"].shape[0], num_classes,
+                c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
+                best_epoch=training.best_epoch,
+            )  # fmt: skip
         eval_start = time.perf_counter()
         for test_name, (items, ids) in test_sets.items():
             images = torch.as_tensor(np.stack([i["image"] for i in items]))
@@ -748,6 +764,7 @@ class SyntheticEvaluationStudy:
                 "training": training.as_dict(),
                 "train_seconds": training.seconds,
                 "eval_seconds": eval_seconds,
+                "model": None if model_path is None else model_path.relative_to(self.output_dir).as_posix(),
             }
         )
         dice = np.nanmean([r["dice_mean"] for r in record["cases"][TEST_R] if r["fold"] == fold])

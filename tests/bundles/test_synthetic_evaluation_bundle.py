@@ -118,3 +118,17 @@ def test_small_data_study_through_monai_bundle_run(tmp_path: Path) -> None:
     assert [a["name"] for a in results["arms"]] == ["real_r3", "real_rall", "hybrid_r3_n4", "hybrid_rall_n4"]
     assert results["config"]["num_real"] == [3, None]
     assert "test_R:site_b" in results["statistics"]
+    # the saved model of an arm segments another dataset through inference.json
+    assert (output_dir / "models" / "real_r3" / "fold0" / "model.pt").is_file()
+    result = _run(
+        [
+            "run", "--config_file", str(BUNDLE / "configs" / "inference.json"), "--output_dir", str(output_dir),
+            "--arm", "real_r3", "--dataset", str(site_b), "--inference_dir", str(tmp_path / "segmented"),
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    written = json.loads((tmp_path / "segmented" / "datalist.json").read_text())["test"]
+    assert len(written) == 4 and all((tmp_path / "segmented" / e["label"]).is_file() for e in written)
+    scores = json.loads((tmp_path / "segmented" / "scores.json").read_text())
+    assert 0.0 <= scores["mean_dice"] <= 1.0

@@ -324,3 +324,40 @@ def test_3d_study_scores_per_volume_in_mm(tmp_path: Path) -> None:
     assert "test_R/volume" in results["statistics"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "scored per volume (HD in mm)" in report and "HD95 (mm)" in report
+
+
+# ---------------------------------------------------------------------------------------------------
+# saved models and inference.json
+# ---------------------------------------------------------------------------------------------------
+def test_saved_model_reloads_and_inference_reproduces_the_test_dice(tmp_path: Path) -> None:
+    from monai_synth.data.splits import write_datalist
+    from monai_synth.evaluation.inference import StudySegmenter, load_study_model
+
+    real = write_phantom_dataset(tmp_path / "real", 12, image_size=32, seed=0)
+    real_dir = real.parent if real.is_file() else real
+    results = SyntheticEvaluationStudy(
+        tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[6], test_fraction=0.25, **TINY
+    ).run()
+    arm = results["arms"][0]
+    assert arm["folds"][0]["model"] == "models/real_r6/fold0/model.pt"
+    path = tmp_path / "study" / arm["folds"][0]["model"]
+    payload = torch.load(path, weights_only=True)
+    assert payload["config"]["network"] == "UNet" and payload["config"]["arm"] == "real_r6"
+    network, config = load_study_model(path)
+    assert config["image_size"] == 32 and config["num_classes"] == 6
+
+    test_cases = set(results["data"]["splits"][0]["test"])
+    entries = [e for e in read_json(real_dir / "datalist.json")["training"] if e["case_id"] in test_cases]
+    for e in entries:
+        e["image"], e["label"] = str(real_dir / e["image"]), str(real_dir / e["label"])
+    datalist = write_datalist(tmp_path / "test.json", {"test": entries})
+    out = StudySegmenter(dataset=datalist, study_dir=tmp_path / "study", arm="real_r6", fold=0).run()
+    study_dice = {c["case_id"]: c["dice_mean"] for c in arm["cases"]["test_R"]}
+    scores = read_json(tmp_path / "study" / "inference" / "real_r6_fold0" / "scores.json")
+    for item in scores["items"]:
+        assert item["dice_mean"] == pytest.approx(study_dice[item["case_id"]], abs=1e-6, nan_ok=True)
+    assert out["mean_dice"] == pytest.approx(float(np.nanmean(list(study_dice.values()))), abs=1e-6)
+    written = read_json(out["datalist"])["test"]
+    assert {e["case_id"] for e in written} == test_cases
+    mask = nib.load(tmp_path / "study" / "inference" / "real_r6_fold0" / written[0]["label"]).get_fdata()
+    assert mask.shape == (32, 32) and set(np.unique(mask)) <= set(range(6))
