@@ -165,3 +165,20 @@ def test_fid_json_through_monai_bundle_run(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "fid" / "fid.json").read_text())
     assert set(results["sets"]) == {"g0", "g1"} and all(s["fid"] > 0 for s in results["sets"].values())
+
+
+def test_split_first_through_monai_bundle_run(tmp_path: Path) -> None:
+    """split.json writes the generator's training datalist: the study's training cases only."""
+    from monai_synth.data.phantom import write_phantom_dataset
+
+    real = write_phantom_dataset(tmp_path / "real", 12, image_size=32, seed=0)
+    real_dir = real.parent if real.is_file() else real
+    configs = f"['{BUNDLE / 'configs' / 'evaluate.json'}','{BUNDLE / 'configs' / 'split.json'}']"
+    result = _run(
+        ["run", "--config_file", configs, "--real_dataset_dir", str(real_dir), "--output_dir", str(tmp_path / "s"),
+         "--generator_num_real", "3"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    written = json.loads((tmp_path / "s" / "generator_training.json").read_text())["training"]
+    assert len(written) == 3 and all((tmp_path / "s" / e["image"]).is_file() for e in written)

@@ -361,3 +361,14 @@ def test_saved_model_reloads_and_inference_reproduces_the_test_dice(tmp_path: Pa
     assert {e["case_id"] for e in written} == test_cases
     mask = nib.load(tmp_path / "study" / "inference" / "real_r6_fold0" / written[0]["label"]).get_fdata()
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= set(range(6))
+
+
+def test_generator_datalist_holds_exactly_the_arm_training_cases(tmp_path: Path) -> None:
+    real = write_phantom_dataset(tmp_path / "real", 14, image_size=32, seed=0)
+    real_dir = real.parent if real.is_file() else real
+    study = SyntheticEvaluationStudy(tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[4], **TINY)
+    path = study.write_generator_datalist(tmp_path / "gan_training.json", num_real=4)
+    cases = sorted(e["case_id"] for e in read_json(path)["training"])
+    results = study.run()
+    assert cases == results["data"]["real_subsets"][0]["4"]
+    assert not set(cases) & set(results["data"]["splits"][0]["test"] + results["data"]["splits"][0]["validation"])
