@@ -36,7 +36,15 @@ from monai_synth.transforms import (
     mask_channels,
 )
 
-__all__ = ["PairedSliceDataset", "THORAX_CT_WINDOW", "auto_intensity", "auto_mask_rule", "typical_components"]
+__all__ = [
+    "PairedSliceDataset",
+    "THORAX_CT_WINDOW",
+    "auto_intensity",
+    "auto_mask_rule",
+    "check_contiguous_labels",
+    "min_image_side",
+    "typical_components",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +91,55 @@ def auto_mask_rule(label_values: np.ndarray) -> dict[str, Any]:
     raise ValueError(
         f"Mask values {{{shown}}} are neither labels 0..31 nor an 8-bit 0..255 mask; set `mask_mapping` "
         "(e.g. {0: 0, 128: 1, 255: 2}) or `mask_threshold` to say how to turn them into labels."
+    )
+
+
+def min_image_side(image_size: int) -> int:
+    """Smallest accepted side of a raw image for ``image_size``: 8 px, or ``image_size / 8`` if larger."""
+    return max(8, int(image_size) // 8)
+
+
+def check_contiguous_labels(items: Sequence[dict], label_names: dict[int, str] | None, source: Any) -> None:
+    """Refuse integer mask values that leave gaps in ``0..max`` unless ``label_names`` declares them.
+
+    Masks holding ``{0, 1, 7}`` would otherwise be read as 8 classes (a binary mask with one stray value
+    trains a 9-channel generator). Declared labels (``labels`` of ``dataset.json``/``datalist.json``, the
+    phantom's names) may be absent from a subset.
+
+    Args:
+        items: raw items with ``"label"`` arrays (and ``"label_path"``).
+        label_names: ``{label: name}`` declared by the dataset, or ``None``.
+        source: the dataset, for the message.
+
+    Raises:
+        ValueError: values are not contiguous; names the values, the files holding the values after the
+            first gap and the ``mask_mapping`` that would fix it.
+    """
+    per_item = [np.unique(np.asarray(item["label"])).astype(np.int64) for item in items]
+    values = np.unique(np.concatenate(per_item)) if per_item else np.zeros(0, np.int64)
+    declared = set(label_names or {})
+    missing = [v for v in range(int(values.max()) + 1 if values.size else 0) if v not in set(values.tolist())]
+    if not missing or set(missing) <= declared:
+        return
+    gap = missing[0]
+    odd = [int(v) for v in values if v > gap]
+    holders: dict[int, list[str]] = {v: [] for v in odd}
+    for item, item_values in zip(items, per_item):
+        for v in set(item_values.tolist()) & set(odd):
+            holders[v].append(_first(item.get("label_path", item.get("case_id"))))
+    found = ", ".join(str(int(v)) for v in values)
+    where = "; ".join(
+        f"{v} in {len(files)} mask(s): {', '.join(sorted(set(files))[:3])}{' ...' if len(set(files)) > 3 else ''}"
+        for v, files in holders.items()
+    )
+    contiguous = {int(v): i for i, v in enumerate(values)}
+    merge = {int(v): (int(v) if v < gap else 0) for v in values}
+    raise ValueError(
+        f"{source}: mask values {{{found}}} are not contiguous labels 0..K-1 (no mask holds "
+        f"{', '.join(str(v) for v in missing[:10])}{' ...' if len(missing) > 10 else ''}), so they would be read "
+        f"as {int(values.max()) + 1} classes. Values after the gap: {where}. Say what they mean with "
+        f"`mask_mapping`: {contiguous} keeps each as its own class, {merge} makes them background; or fix "
+        "the files, or set `num_classes` if the missing labels are real classes."
     )
 
 
@@ -145,7 +202,9 @@ class PairedSliceDataset(Dataset):
 
     Raises:
         ValueError: empty data, inconsistent channel counts (files named), masks whose values cannot be
-            mapped, ``num_classes`` smaller than the labels found.
+            mapped or leave gaps in ``0..K-1`` without a ``mask_mapping``/``num_classes`` (values and files
+            named), images smaller than :func:`min_image_side` (files and sizes named), NaN/inf in an
+            image (image file named), ``num_classes`` smaller than the labels found.
     """
 
     def __init__(
@@ -189,6 +248,7 @@ class PairedSliceDataset(Dataset):
         for item in unlabelled:  # image-only data (require_labels=False): a blank background mask
             item["label"] = np.zeros((1, *np.asarray(item["image"]).shape[1:]), dtype=np.uint8)
         self._check_channels(raw)
+        self._check_image_sizes(raw, image_size)
 
         if mask_mapping is not None or mask_threshold is not None:
             mask_rule = {
@@ -197,6 +257,8 @@ class PairedSliceDataset(Dataset):
             }
         else:
             mask_rule = auto_mask_rule(np.concatenate([np.unique(item["label"]) for item in raw]))
+            if mask_rule["threshold"] is None and num_classes is None:
+                check_contiguous_labels(raw, label_names, source)
             if mask_rule["threshold"] is not None:
                 logger.warning(
                     "%s: masks hold anti-aliased 0..255 values; binarising with mask > %s "
@@ -302,15 +364,38 @@ class PairedSliceDataset(Dataset):
                 )
 
     @staticmethod
-    def _preprocess(preprocess: Callable, item: dict) -> dict:
-        try:
-            return PairedSliceDataset._as_plain(preprocess(item))
-        except Exception as e:
-            # MONAI's Compose wraps the real error in "applying transform ..."; name the pair instead
-            cause = e.__cause__ if isinstance(e, RuntimeError) and e.__cause__ is not None else e
-            where = item.get("label_path") or item.get("image_path") or item.get("case_id")
-            index = f" (slice {item['slice_index']})" if item.get("slice_index") is not None else ""
-            raise ValueError(f"{_first(where)}{index}: {cause}") from e
+    def _check_image_sizes(items: Sequence[dict], image_size: int) -> None:
+        """Refuse images too small to be upscaled to ``image_size`` (e.g. a stray 1x1 file)."""
+        minimum = min_image_side(image_size)
+        small = [item for item in items if min(np.asarray(item["image"]).shape[1:]) < minimum]
+        if small:
+            listed = "; ".join(
+                f"{_first(item.get('image_path', item.get('case_id')))}"
+                + (f" (slice {item['slice_index']})" if item.get("slice_index") is not None else "")
+                + f" is {'x'.join(str(n) for n in np.asarray(item['image']).shape[1:])} px"
+                for item in small[:5]
+            )
+            more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+            raise ValueError(
+                f"{len(small)} image(s) are smaller than {minimum} px on a side, the minimum for image_size="
+                f"{image_size} (they would be upscaled more than 8x, or are not images at all): {listed}{more}. "
+                "Remove them from the dataset folder or datalist, or use a smaller image_size."
+            )
+
+    @staticmethod
+    def _preprocess(preprocess: Compose, item: dict) -> dict:
+        for transform in preprocess.transforms:
+            try:
+                item = transform(item)
+            except Exception as e:
+                # name the file the failing transform works on: the image for intensity steps, the mask
+                # for mask mapping, both for the paired shape and crop steps
+                keys = tuple(getattr(transform, "keys", ())) or ("image", "label")
+                paths = [_first(item[f"{k}_path"]) for k in ("image", "label") if k in keys and item.get(f"{k}_path")]
+                where = " / ".join(paths) if paths else _first(item.get("case_id"))
+                index = f" (slice {item['slice_index']})" if item.get("slice_index") is not None else ""
+                raise ValueError(f"{where}{index}: {e}") from e
+        return PairedSliceDataset._as_plain(item)
 
     @staticmethod
     def _as_plain(item: dict) -> dict:

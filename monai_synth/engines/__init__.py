@@ -1,8 +1,20 @@
-"""Ignite/MONAI trainers for the GAN families."""
+"""Ignite/MONAI trainers for the GAN families.
+
+``GANTrainerBase`` holds what both share (latent RNG, finite-loss check, resumable data order, state).
+"""
 
 from __future__ import annotations
 
-from .paired_gan_trainer import NonFiniteLossError, PairedGANTrainer
+from .gan_trainer import GANTrainerBase, NonFiniteLossError, check_finite_loss, resumable_loader
+from .paired_gan_trainer import PairedGANTrainer
 from .stylegan2_trainer import StyleGAN2Trainer, lazy_regularization_optimizer_kwargs
 
-__all__ = ["NonFiniteLossError", "PairedGANTrainer", "StyleGAN2Trainer", "lazy_regularization_optimizer_kwargs"]
+__all__ = [
+    "GANTrainerBase",
+    "NonFiniteLossError",
+    "PairedGANTrainer",
+    "StyleGAN2Trainer",
+    "check_finite_loss",
+    "lazy_regularization_optimizer_kwargs",
+    "resumable_loader",
+]

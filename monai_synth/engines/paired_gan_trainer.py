@@ -6,29 +6,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from monai.engines import Trainer
 from torch.optim import Optimizer
 
 from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
-from monai_synth.networks.latents import sample_latents
 
-__all__ = ["PairedGANTrainer", "NonFiniteLossError", "check_finite_loss"]
+from .gan_trainer import GANTrainerBase
 
-
-class NonFiniteLossError(FloatingPointError):
-    """A GAN loss became NaN or infinite; raised before any optimiser step so the weights stay clean."""
+__all__ = ["PairedGANTrainer"]
 
 
-def check_finite_loss(name: str, value: torch.Tensor, iteration: int, advice: str) -> None:
-    """Raise :class:`NonFiniteLossError` naming the loss and the iteration when ``value`` is NaN or infinite."""
-    if not torch.isfinite(value).all():
-        raise NonFiniteLossError(
-            f"{name} is {value.item()} at iteration {iteration}: training stopped before updating the weights, "
-            f"so the last checkpoint is still good. {advice}"
-        )
-
-
-class PairedGANTrainer(Trainer):
+class PairedGANTrainer(GANTrainerBase):
     """Adversarial training of a generator that emits ``(B, C + M, H, W)`` image + mask tensors.
 
     Each iteration: one discriminator step on a real batch and fakes from fresh latents (fakes
@@ -58,8 +45,9 @@ class PairedGANTrainer(Trainer):
         train_handlers: ignite handlers (checkpoints, sample grids, stats, MLflow) with ``attach``.
         amp: mixed precision (CUDA only; ignored on CPU, where training runs in float32).
         non_blocking: non-blocking host-to-device copies.
-        seed: seed of the trainer's own latent random generator. Its state is part of
-            :meth:`state_dict`, so a resumed run draws the same latents as an uninterrupted one.
+        seed: seed of the trainer's own latent random generator and of the data order (see
+            :class:`~monai_synth.engines.GANTrainerBase`). Both are part of :meth:`state_dict`, so a run
+            resumed from any iteration draws the latents and batches of an uninterrupted one.
         g_loss_function: generator loss on fake logits (non-saturating by default).
         d_loss_function: discriminator loss on (real logits, fake logits) (logistic by default).
 
@@ -88,8 +76,6 @@ class PairedGANTrainer(Trainer):
         d_loss_function: Callable = d_logistic_loss,
         seed: int = 0,
     ) -> None:
-        if latent_distribution not in ("uniform", "normal"):
-            raise ValueError(f"latent_distribution must be 'uniform' or 'normal', got {latent_distribution!r}.")
         if d_train_steps < 1:
             raise ValueError(f"d_train_steps must be >= 1, got {d_train_steps}.")
         device = torch.device(device)
@@ -97,56 +83,41 @@ class PairedGANTrainer(Trainer):
         super().__init__(
             device=device,
             max_epochs=max_epochs,
-            data_loader=train_data_loader,
+            train_data_loader=train_data_loader,
+            latent_dim=latent_dim,
+            latent_distribution=latent_distribution,
             epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            handlers=train_handlers,
+            train_handlers=train_handlers,
             amp=amp,
-            decollate=False,
+            non_blocking=non_blocking,
+            seed=seed,
         )
         self.g_network = g_network
         self.g_optimizer = g_optimizer
         self.d_network = d_network
         self.d_optimizer = d_optimizer
-        self.latent_dim = int(latent_dim)
         self.pair_key = pair_key
-        self.latent_distribution = latent_distribution
         self.d_train_steps = int(d_train_steps)
         self.g_loss_function = g_loss_function
         self.d_loss_function = d_loss_function
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
-        self.latent_generator = torch.Generator(device="cpu").manual_seed(int(seed))
 
     def sample_latents(self, num: int) -> torch.Tensor:
-        """``(num, latent_dim)`` latents from the trainer's own generator, moved to the training device."""
-        z = sample_latents(num, self.latent_dim, generator=self.latent_generator, distribution=self.latent_distribution)
-        return z.to(self.state.device, non_blocking=self.non_blocking)
+        """``(num, latent_dim)`` latents from the trainer's own generator (:meth:`draw_latents`)."""
+        return self.draw_latents(num)
 
     def state_dict(self) -> dict[str, Any]:
-        """ignite engine state (iteration, epoch, ...) plus the latent generator and AMP scaler states."""
-        state = dict(super().state_dict())
-        state["latent_rng"] = self.latent_generator.get_state()
+        """:meth:`GANTrainerBase.state_dict` plus the AMP scaler state."""
+        state = super().state_dict()
         state["grad_scaler"] = self.grad_scaler.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        rng = state_dict.pop("latent_rng", None)
         scaler = state_dict.pop("grad_scaler", None)
         super().load_state_dict(state_dict)
-        if rng is not None:
-            self.latent_generator.set_state(rng)
         if scaler:
             self.grad_scaler.load_state_dict(scaler)
-
-    def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        check_finite_loss(
-            name,
-            value,
-            self.state.iteration,
-            "Lower the learning rate, check the data for NaN/inf values, or resume from the last checkpoint "
-            "with another seed.",
-        )
 
     def _iteration(self, engine: PairedGANTrainer, batchdata: dict[str, Any]) -> dict[str, float]:
         if batchdata is None or engine.pair_key not in batchdata:
@@ -160,22 +131,22 @@ class PairedGANTrainer(Trainer):
         engine.d_network.train()
         for _ in range(engine.d_train_steps):
             with torch.no_grad(), autocast:
-                fakes = engine.g_network(engine.sample_latents(batch_size))
+                fakes = engine.g_network(engine.draw_latents(batch_size))
             with autocast:
                 real_logits = engine.d_network(reals)
                 fake_logits = engine.d_network(fakes.detach())
                 d_loss = engine.d_loss_function(real_logits.float(), fake_logits.float())
-            engine._check_finite("Discriminator loss", d_loss)
+            engine.check_finite("Discriminator loss", d_loss)
             engine.d_optimizer.zero_grad(set_to_none=True)
             engine.grad_scaler.scale(d_loss).backward()
             engine.grad_scaler.step(engine.d_optimizer)
             engine.grad_scaler.update()
 
         with autocast:
-            fakes = engine.g_network(engine.sample_latents(batch_size))
+            fakes = engine.g_network(engine.draw_latents(batch_size))
             g_logits = engine.d_network(fakes)
             g_loss = engine.g_loss_function(g_logits.float())
-        engine._check_finite("Generator loss", g_loss)
+        engine.check_finite("Generator loss", g_loss)
         engine.g_optimizer.zero_grad(set_to_none=True)
         engine.grad_scaler.scale(g_loss).backward()
         engine.grad_scaler.step(engine.g_optimizer)

@@ -6,13 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from monai.engines import Trainer
 from torch.optim import Optimizer
 
 from monai_synth.losses import PathLengthPenalty, d_logistic_loss, g_nonsaturating_loss, r1_penalty
-from monai_synth.networks.latents import sample_latents
 
-from .paired_gan_trainer import check_finite_loss
+from .gan_trainer import GANTrainerBase
 
 __all__ = ["StyleGAN2Trainer", "lazy_regularization_optimizer_kwargs"]
 
@@ -26,7 +24,7 @@ def lazy_regularization_optimizer_kwargs(lr: float, betas: Sequence[float], inte
     return {"lr": lr * c, "betas": tuple(float(b) ** c for b in betas)}
 
 
-class StyleGAN2Trainer(Trainer):
+class StyleGAN2Trainer(GANTrainerBase):
     """StyleGAN2(-ADA) training as a MONAI ``Trainer``: G and D phases, lazy R1 and path-length regularisation.
 
     Each iteration (``i`` counted from 1):
@@ -70,11 +68,16 @@ class StyleGAN2Trainer(Trainer):
         amp: mixed precision on CUDA.
         channels_last: channels-last memory format on CUDA.
         non_blocking: non-blocking copies.
-        seed: seed of the trainer's latent generator (part of :meth:`state_dict`).
+        seed: seed of the trainer's latent generator and of the data order (see
+            :class:`~monai_synth.engines.GANTrainerBase`; both resume exactly from any iteration).
 
     ``engine.state.output``: ``g_loss``, ``d_loss``, ``r1``, ``pl`` (last values), ``d_real``, ``d_fake``
     (mean probabilities), ``real_sign`` and ``ada_p`` (floats).
     """
+
+    finite_loss_advice = (
+        "Lower the learning rate or r1_gamma, check the data for NaN/inf values, or resume from the last checkpoint."
+    )
 
     def __init__(
         self,
@@ -112,12 +115,14 @@ class StyleGAN2Trainer(Trainer):
         super().__init__(
             device=device,
             max_epochs=max_epochs,
-            data_loader=train_data_loader,
+            train_data_loader=train_data_loader,
+            latent_dim=g_network.z_dim,
+            latent_distribution="normal",
             epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            handlers=train_handlers,
+            train_handlers=train_handlers,
             amp=bool(amp) and on_cuda,
-            decollate=False,
+            non_blocking=non_blocking,
+            seed=seed,
         )
         self.g_network = g_network
         self.g_optimizer = g_optimizer
@@ -138,14 +143,14 @@ class StyleGAN2Trainer(Trainer):
             self.d_network.to(memory_format=torch.channels_last)
         self.g_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.d_scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.latent_generator = torch.Generator(device="cpu").manual_seed(int(seed))
         self.last_r1 = 0.0
         self.last_pl = 0.0
 
     # ------------------------------------------------------------------ state
+    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        state = dict(super().state_dict())
-        state["latent_rng"] = self.latent_generator.get_state()
+        """:meth:`GANTrainerBase.state_dict` plus the AMP scalers, the path-length mean and the last penalties."""
+        state = super().state_dict()
         state["g_scaler"] = self.g_scaler.state_dict()
         state["d_scaler"] = self.d_scaler.state_dict()
         state["pl_mean"] = float(self.pl_penalty.mean)
@@ -154,14 +159,11 @@ class StyleGAN2Trainer(Trainer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        rng = state_dict.pop("latent_rng", None)
         g_scaler, d_scaler = state_dict.pop("g_scaler", None), state_dict.pop("d_scaler", None)
         pl_mean = state_dict.pop("pl_mean", None)
         self.last_r1 = float(state_dict.pop("last_r1", 0.0))
         self.last_pl = float(state_dict.pop("last_pl", 0.0))
         super().load_state_dict(state_dict)
-        if rng is not None:
-            self.latent_generator.set_state(rng)
         if g_scaler:
             self.g_scaler.load_state_dict(g_scaler)
         if d_scaler:
@@ -170,21 +172,10 @@ class StyleGAN2Trainer(Trainer):
             self.pl_penalty.mean.fill_(float(pl_mean))
 
     # ------------------------------------------------------------------ helpers
-    def _check_finite(self, name: str, value: torch.Tensor) -> None:
-        check_finite_loss(
-            name,
-            value,
-            self.state.iteration,
-            "Lower the learning rate or r1_gamma, check the data for NaN/inf values, or resume from the last "
-            "checkpoint.",
-        )
-
-    def _z(self, num: int) -> torch.Tensor:
-        z = sample_latents(num, self.g_network.z_dim, generator=self.latent_generator, distribution="normal")
-        return z.to(self.state.device, non_blocking=self.non_blocking)
-
     def _generate(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ws = self.g_network.map(self._z(num), style_mixing_prob=self.style_mixing_prob, generator=self.latent_generator)
+        ws = self.g_network.map(
+            self.draw_latents(num), style_mixing_prob=self.style_mixing_prob, generator=self.latent_generator
+        )
         return self.g_network.synthesis(ws, noise_mode="random"), ws
 
     def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,14 +217,14 @@ class StyleGAN2Trainer(Trainer):
         with autocast:
             fakes, _ = engine._generate(b)
             g_loss = g_nonsaturating_loss(engine._discriminate(fakes).float())
-        engine._check_finite("Generator loss", g_loss)
+        engine.check_finite("Generator loss", g_loss)
         engine._step(g_loss, engine.g_optimizer, engine.g_scaler)
 
         # G reg: path length (float32)
         if engine.pl_penalty.weight > 0 and it % engine.pl_interval == 0:
             fakes, ws = engine._generate(max(1, b // engine.pl_batch_shrink))
             pl = engine.pl_penalty(fakes.float(), ws) * engine.pl_interval
-            engine._check_finite("Path-length penalty", pl)
+            engine.check_finite("Path-length penalty", pl)
             engine.g_optimizer.zero_grad(set_to_none=True)
             pl.backward()
             engine.g_optimizer.step()
@@ -248,14 +239,14 @@ class StyleGAN2Trainer(Trainer):
             fake_logits = engine._discriminate(fakes.detach()).float()
             real_logits = engine._discriminate(reals).float()
             d_loss = d_logistic_loss(real_logits, fake_logits)
-        engine._check_finite("Discriminator loss", d_loss)
+        engine.check_finite("Discriminator loss", d_loss)
         engine._step(d_loss, engine.d_optimizer, engine.d_scaler)
 
         # D reg: R1 (float32)
         if engine.r1_gamma > 0 and it % engine.r1_interval == 0:
             reals_r1 = reals.detach().requires_grad_(True)
             r1 = r1_penalty(engine._discriminate(reals_r1), reals_r1, engine.r1_gamma) * engine.r1_interval
-            engine._check_finite("R1 penalty", r1)
+            engine.check_finite("R1 penalty", r1)
             engine.d_optimizer.zero_grad(set_to_none=True)
             r1.backward()
             engine.d_optimizer.step()

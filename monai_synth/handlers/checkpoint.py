@@ -11,7 +11,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_synth.utils.export import export_generator, load_checkpoint
-from monai_synth.utils.io import torch_save_atomic
+from monai_synth.utils.io import remove_stale_temp_files, torch_save_atomic
 
 __all__ = ["GANCheckpointHandler", "load_checkpoint", "config_differences"]
 
@@ -36,6 +36,27 @@ def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} in checkpoint, {current!r} now"]
 
 
+def _optimizer_settings(save_dict: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{name: [group settings without params]}`` of every optimiser in ``save_dict``, as built for this run."""
+    settings = {}
+    for name, obj in save_dict.items():
+        if isinstance(obj, torch.optim.Optimizer):
+            # with a scheduler ``lr`` is the scheduled value and ``initial_lr`` the setting
+            skip = {"params", "lr"} if any("initial_lr" in g for g in obj.param_groups) else {"params"}
+            settings[name] = [{k: v for k, v in g.items() if k not in skip} for g in obj.param_groups]
+    return settings
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    return _plain(a) == _plain(b)
+
+
 class GANCheckpointHandler:
     """Save and resume every stateful training object, refusing checkpoints of another configuration.
 
@@ -44,7 +65,10 @@ class GANCheckpointHandler:
     network configuration until ``load_state_dict`` fails with a shape error. This handler writes
     ``checkpoint_last.pt`` atomically every ``save_interval`` iterations and at the end, stores the
     ``config`` beside the states, and on start resumes from it when ``resume`` is set, after checking
-    that the stored config equals the current one. It never saves when an exception (e.g. a NaN loss)
+    that the stored config equals the current one. Optimiser settings (``lr``, ``betas``, ``eps``,
+    ``weight_decay``, ...) of the current run win over the restored ones: a changed value is applied
+    after loading and logged as a warning (:attr:`applied_optimizer_changes`); the moments are kept.
+    A trainer that refuses its state (another batch size) stops the resume with an error naming the file. It never saves when an exception (e.g. a NaN loss)
     ends the run, so the last good checkpoint survives.
 
     Args:
@@ -84,6 +108,7 @@ class GANCheckpointHandler:
         self.export = export
         self.keep_history = keep_history
         self.resumed_from: int | None = None
+        self.applied_optimizer_changes: list[str] = []
 
     def attach(self, engine: Engine) -> None:
         # the engine itself is checkpointed too (iteration count); added here because a bundle config
@@ -111,7 +136,29 @@ class GANCheckpointHandler:
         if self.export:
             export_generator(self.export["network"], self.config, self.export["path"], iteration=engine.state.iteration)
 
+    def _apply_optimizer_settings(self, settings: dict[str, list[dict[str, Any]]]) -> None:
+        """Put the optimiser settings of this run back over those the checkpoint restored, and say so."""
+        changes = []
+        for name, groups in settings.items():
+            for index, (group, wanted) in enumerate(zip(self.save_dict[name].param_groups, groups)):
+                for key, value in wanted.items():
+                    if key in group and not _same_setting(group[key], value):
+                        where = name if len(groups) == 1 else f"{name} group {index}"
+                        changes.append(f"{where} {key} {_plain(group[key])!r} -> {_plain(value)!r}")
+                        group[key] = value
+        if changes:
+            logger.warning(
+                "Resuming from %s with changed optimiser settings; the new values replace the checkpoint's: %s.",
+                self.path,
+                "; ".join(changes),
+            )
+        self.applied_optimizer_changes = changes
+
     def load(self, engine: Engine) -> None:
+        # a run killed while writing left a hidden temporary file the size of a checkpoint
+        remove_stale_temp_files(self.path)
+        if self.export:
+            remove_stale_temp_files(self.export["path"])
         if not self.path.is_file():
             return
         if not self.resume:
@@ -131,8 +178,14 @@ class GANCheckpointHandler:
         if missing:
             raise ValueError(f"Checkpoint {self.path} has no state for {missing}.")
         prior_max_epochs = engine.state.max_epochs
-        for name, obj in self.save_dict.items():
-            obj.load_state_dict(checkpoint["states"][name])
+        optimizer_settings = _optimizer_settings(self.save_dict)
+        # the trainer first: it refuses a checkpoint of another batch size before anything else changes
+        for name in sorted(self.save_dict, key=lambda n: n != "trainer"):
+            try:
+                self.save_dict[name].load_state_dict(checkpoint["states"][name])
+            except ValueError as e:
+                raise ValueError(f"Cannot resume from {self.path}: {e}") from e
+        self._apply_optimizer_settings(optimizer_settings)
         if "trainer" in self.save_dict and prior_max_epochs is not None:
             # the schedule asked for now wins over the saved one, so a finished run can be extended
             engine.state.max_epochs = prior_max_epochs

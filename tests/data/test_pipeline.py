@@ -122,3 +122,62 @@ def test_image_only_folder_loads_with_blank_masks_when_labels_are_optional(tmp_p
     (tmp_path / "images" / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="notes.txt"):
         PairedSliceDataset(tmp_path, image_size=16, require_labels=False)
+
+
+def _nifti_folder(root: Path, pairs: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for name, (image, label) in pairs.items():
+        nib.save(nib.Nifti1Image(image.astype(np.float32), np.eye(4)), root / "images" / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(label.astype(np.uint8), np.eye(4)), root / "labels" / f"{name}.nii.gz")
+    return root
+
+
+def _pair(size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    image = np.random.default_rng(seed).uniform(0, 100, (size, size))
+    label = np.zeros((size, size))
+    label[8:20, 8:20] = 1
+    return image, label
+
+
+def test_binary_masks_with_a_stray_value_are_refused_naming_file_values_and_mapping(tmp_path: Path) -> None:
+    image, label = _pair(seed=1)
+    label[0, 0] = 7  # one stray pixel in an otherwise binary mask
+    root = _nifti_folder(tmp_path / "data", {"a": _pair(), "b": (image, label)})
+    with pytest.raises(ValueError, match=r"\{0, 1, 7\}.*8 classes.*7 in 1 mask\(s\): .*labels/b\.nii\.gz") as info:
+        PairedSliceDataset(root, image_size=32)
+    assert "mask_mapping" in str(info.value) and "{0: 0, 1: 1, 7: 0}" in str(info.value)
+    # an explicit mapping (or num_classes) says what the values mean
+    assert PairedSliceDataset(root, image_size=32, mask_mapping={0: 0, 1: 1, 7: 0}).num_classes == 2
+    assert PairedSliceDataset(root, image_size=32, num_classes=8).num_classes == 8
+
+
+def test_labels_declared_by_the_dataset_may_be_absent(tmp_path: Path) -> None:
+    image, label = _pair()
+    label[20:24, 20:24] = 2  # labels {0, 1, 2} declared, the masks show only 0 and 2
+    label[label == 1] = 0
+    root = _nifti_folder(tmp_path / "data", {"a": (image, label)})
+    (root / "dataset.json").write_text('{"labels": {"0": "background", "1": "left", "2": "right"}}')
+    assert PairedSliceDataset(root, image_size=32).num_classes == 3
+
+
+@pytest.mark.parametrize("others", [0, 2], ids=["alone", "among_normal_images"])
+def test_tiny_images_are_refused_with_file_and_size(tmp_path: Path, others: int) -> None:
+    pairs = {f"ok{i}": _pair(64, seed=i) for i in range(others)}
+    pairs["dot"] = (np.full((1, 1), 5.0), np.zeros((1, 1)))
+    root = _nifti_folder(tmp_path / "data", pairs)
+    with pytest.raises(ValueError, match=r"smaller than 8 px.*images/dot\.nii\.gz.* is 1x1 px.*smaller image_size"):
+        PairedSliceDataset(root, image_size=64)
+    root = _nifti_folder(tmp_path / "small", {"a": _pair(16)})
+    with pytest.raises(ValueError, match=r"smaller than 32 px.*16x16"):  # image_size / 8
+        PairedSliceDataset(root, image_size=256)
+    assert len(PairedSliceDataset(root, image_size=64)) == 1
+
+
+def test_nan_in_an_image_names_the_image_file(tmp_path: Path) -> None:
+    image, label = _pair()
+    image[3, 3] = np.nan
+    root = _nifti_folder(tmp_path / "data", {"a": (image, label), "b": _pair(seed=2)})
+    with pytest.raises(ValueError, match=r"images/a\.nii\.gz.*NaN") as info:
+        PairedSliceDataset(root, image_size=32)
+    assert "labels/a.nii.gz" not in str(info.value)

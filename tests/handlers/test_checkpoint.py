@@ -65,3 +65,43 @@ def test_config_differences_lists_each_changed_path() -> None:
     diffs = config_differences({"a": 1, "b": {"c": [1, 2]}}, {"a": 1, "b": {"c": [1, 3]}, "d": 0})
     assert len(diffs) == 2 and any("b.c" in d for d in diffs) and any("d" in d for d in diffs)
     assert config_differences({"a": 1}, {"a": 1}) == []
+
+
+def _run_with_adam(
+    tmp_path: Path, lr: float, betas: tuple[float, float], epochs: int = 1
+) -> tuple[GANCheckpointHandler, torch.optim.Adam]:
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+
+    def step(engine: Engine, batch: int) -> dict:
+        opt.zero_grad()
+        net(torch.ones(1, 2)).sum().backward()
+        opt.step()
+        return {"loss": 0.0}
+
+    engine = Engine(step)
+    engine.state.max_epochs = None
+    handler = GANCheckpointHandler(tmp_path, {"net": net, "opt": opt}, save_interval=2)
+    handler.attach(engine)
+    engine.run(range(2), max_epochs=epochs)
+    return handler, opt
+
+
+def test_changed_learning_rate_and_betas_are_applied_after_resume_with_a_warning(tmp_path: Path, caplog) -> None:
+    _run_with_adam(tmp_path, 1e-3, (0.5, 0.999))
+    saved_moments = load_checkpoint(tmp_path / "checkpoint_last.pt")["states"]["opt"]["state"]
+    with caplog.at_level("WARNING", logger="monai_synth.handlers.checkpoint"):
+        handler, opt = _run_with_adam(tmp_path, 5e-4, (0.0, 0.99), epochs=2)
+    assert handler.resumed_from == 2
+    assert opt.param_groups[0]["lr"] == 5e-4 and tuple(opt.param_groups[0]["betas"]) == (0.0, 0.99)
+    assert opt.state_dict()["state"][0]["step"] == saved_moments[0]["step"] + 2  # the moments were restored
+    assert handler.applied_optimizer_changes == ["opt lr 0.001 -> 0.0005", "opt betas [0.5, 0.999] -> [0.0, 0.99]"]
+    assert "changed optimiser settings" in caplog.text and "checkpoint_last.pt" in caplog.text
+    assert "lr 0.001 -> 0.0005" in caplog.text
+
+
+def test_unchanged_optimiser_settings_resume_silently(tmp_path: Path, caplog) -> None:
+    _run_with_adam(tmp_path, 1e-3, (0.5, 0.999))
+    with caplog.at_level("WARNING", logger="monai_synth.handlers.checkpoint"):
+        handler, opt = _run_with_adam(tmp_path, 1e-3, (0.5, 0.999))
+    assert handler.applied_optimizer_changes == [] and "optimiser" not in caplog.text

@@ -103,7 +103,7 @@ def test_stylegan2_trainer_and_sample_z_match_stored_values():
         torch.optim.Adam(d.parameters()), seed=5,
     )  # fmt: skip
     trainer.state.device = torch.device("cpu")
-    _close(torch.cat([trainer._z(3), trainer._z(2)]), EXPECTED_STREAM["normal"])
+    _close(torch.cat([trainer.draw_latents(3), trainer.draw_latents(2)]), EXPECTED_STREAM["normal"])
     _close(g.sample_z(3, generator=torch.Generator().manual_seed(5)), EXPECTED_STREAM["normal"][:3])
 
 
