@@ -132,6 +132,9 @@ def _training_pairs(arm: Mapping[str, Any]) -> str:
     real = [f["num_real_train"] for f in folds]
     synthetic = [f["num_synthetic_train"] for f in folds]
     real_text = str(real[0]) if len(set(real)) == 1 else f"{min(real)}-{max(real)}"
+    oversampled = [f.get("num_real_oversampled", r) for f, r in zip(folds, real)]
+    if any(o > r for o, r in zip(oversampled, real)):
+        real_text += f" (repeated to {max(oversampled)})"
     return f"{real_text} + {synthetic[0]}"
 
 
