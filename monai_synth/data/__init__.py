@@ -1,4 +1,7 @@
-"""Datasets and datalists: the built-in phantom, real data discovery, 3D->2D slicing, splits, de-duplication."""
+"""monai_synth.data: datasets and datalists: the built-in phantom, real data discovery, 3D->2D slicing.
+
+Also case-level splits, the resumable sampler of the GAN trainers and perceptual-hash de-duplication.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Ignite handlers: checkpoints with resume, sample grids, generator EMA, ADA."""
+"""monai_synth.handlers: ignite handlers attached in the bundle configs.
+
+Checkpoints with resume and generator export, sample grids, progress and run summary, generator EMA, ADA p, pair writer.
+"""
 
 from __future__ import annotations
 
