@@ -1,6 +1,6 @@
 """monai_synth.utils: atomic file writing, the export contract (generator / interpreter files), bundle overrides.
 
-Also pictures of pairs (``pair_grid``, ``to_uint8``) and environment capture for run records.
+Also the one-writer run lock (``locking``), pictures of pairs (``pair_grid``, ``to_uint8``) and environment capture for run records.
 """
 
 from __future__ import annotations
