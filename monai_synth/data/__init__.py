@@ -1,6 +1,7 @@
 """monai_synth.data: datasets and datalists: the built-in phantom, real data discovery, 3D->2D slicing.
 
-Also case-level splits, the resumable sampler of the GAN trainers and perceptual-hash de-duplication.
+Also case-level splits, the resumable sampler of the GAN trainers, perceptual-hash de-duplication and the
+orientation contract between internal arrays and files (``orientation``).
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from monai.transforms import Compose
 
+from monai_synth.data import orientation as orient
 from monai_synth.data.deduplication import DuplicateFilter, duplicate_rate
 from monai_synth.inferers import latent_spec
 from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.utils.export import file_sha256, load_generator
-from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, write_json_atomic
+from monai_synth.utils.io import read_json, write_json_atomic
 from monai_synth.utils.locking import LockHeldError, RunLock
 from monai_synth.utils.visualize import to_uint8
 
@@ -65,13 +66,17 @@ class PairedDatasetFactory:
 
         generation.json          settings fingerprint (generator sha256, seed, post-processing, dedup)
         .lock                    while a run writes the folder: its pid and host
-        pairs/<id>_image.nii.gz  image (C, H, W) float32 in [-1, 1] (C = 1 stored as (H, W))
+        pairs/<id>_image.nii.gz  image float32 in [-1, 1] (C > 1: <id>_image_c0.nii.gz, ... one per channel)
         pairs/<id>_label.nii.gz  uint8 labels 0..K-1 (after post-processing)
         pairs/<id>_*.png         with save_png
         shards/shard_XXXXX.json  per-shard records (resume points)
         manifest.json            per pair: id, seed, kept/reason, duplicate_of, hash distance,
                                  post-processing change fraction, label fractions; plus summary
         datalist.json            {"training": [{"image", "label", "case_id", "seed"}, ...]} of kept pairs
+
+    Files follow the orientation contract of :mod:`monai_synth.data.orientation`: read with MONAI's
+    default ``LoadImaged`` + ``EnsureChannelFirstd`` they have the orientation of the training sources
+    (``(C, H, W)`` images beside ``(1, H, W)`` labels) and NIfTI files carry the source slice geometry.
 
     Args:
         generator_path: exported ``generator.pt`` (see :func:`~monai_synth.utils.export.load_generator`).
@@ -136,6 +141,7 @@ class PairedDatasetFactory:
         self.image_channels = int(data["image_channels"])
         self.num_classes = int(data["num_classes"])
         self.mode = self.config.get("generator", {}).get("mode", "paired")
+        self.orientation = orient.export_orientation(self.config, self.generator_path)
         self._check_mode()
         self.latent_dim, self.latent_distribution = latent_spec(self.config)
         num_components = resolve_num_components(num_components, self.config)
@@ -266,7 +272,7 @@ class PairedDatasetFactory:
                     indices |= {int(e["index"]) for e in read_json(path)["pairs"]}
                 except (OSError, ValueError, KeyError, TypeError):
                     pass
-        pattern = re.compile(rf"{re.escape(self._id_stem())}(\d+)_(image|label)\.(nii\.gz|png)")
+        pattern = re.compile(rf"{re.escape(self._id_stem())}(\d+)_(image(?:_c\d+)?|label)\.(nii\.gz|png)")
         if (self.output_dir / "pairs").is_dir():
             for path in sorted((self.output_dir / "pairs").iterdir()):
                 match = pattern.fullmatch(path.name)
@@ -284,7 +290,8 @@ class PairedDatasetFactory:
             return None
         record = read_json(path)
         for entry in record["pairs"]:
-            if entry["kept"] and not all((self.output_dir / entry[k]).is_file() for k in ("image", "label")):
+            files = [f for k in ("image", "label") for f in np.atleast_1d(entry.get(k) or [])]
+            if entry["kept"] and not all((self.output_dir / f).is_file() for f in files):
                 logger.warning("%s lists files that are missing; regenerating shard %d.", path, shard)
                 return None
         return record
@@ -360,13 +367,17 @@ class PairedDatasetFactory:
                 entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
                 return entry
         entry.update({"kept": True, "reason": None})
-        entry["image"] = f"pairs/{pair_id}_image.nii.gz"
+        # files follow the orientation contract (monai_synth.data.orientation); C > 1: one file per channel
+        written = orient.save_image(self.output_dir / f"pairs/{pair_id}_image.nii.gz", image, self.orientation)
+        names = [f"pairs/{p.name}" for p in written]
+        entry["image"] = names[0] if len(names) == 1 else names
         entry["label"] = f"pairs/{pair_id}_label.nii.gz"
-        save_nifti_atomic(self.output_dir / entry["image"], image.astype(np.float32))
-        save_nifti_atomic(self.output_dir / entry["label"], label[0].astype(np.uint8))
+        orient.save_label(self.output_dir / entry["label"], label, self.orientation)
         if self.save_png:
-            save_png_atomic(self.output_dir / f"pairs/{pair_id}_image.png", to_uint8(image[0]))
-            save_png_atomic(self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8))
+            orient.save_preview(self.output_dir / f"pairs/{pair_id}_image.png", to_uint8(image[0]), self.orientation)
+            orient.save_preview(
+                self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8), self.orientation
+            )
         return entry
 
     def run(self) -> dict[str, Any]:
