@@ -4,7 +4,8 @@ Every other bundle test runs the same ``monai.bundle`` entry point in-process (`
 this is what only a process shows: the command line imports the package, an unknown setting ends the
 process with a non-zero status and the project's own message as the last line, nothing is written.
 paired_dcgan's ``train.json`` does the smallest real run instead (exit status 0, a generator written).
-A config without ``imports`` is an overlay (``quickstart.json``) and runs merged over its ``train.json``.
+A config without ``imports`` is an overlay (``quickstart.json``, ``split.json``) and runs merged over its bundle's
+``train.json`` (or ``evaluate.json``).
 The processes run side by side, as many as there are CPUs: most of their time is importing torch and MONAI.
 """
 
@@ -33,7 +34,9 @@ def _id(config: Path) -> str:
 def _config_file(config: Path) -> str:
     if "imports" in json.loads(config.read_text()):
         return str(config)
-    return f"['{config.parent / 'train.json'}','{config}']"  # an overlay, as the README runs it
+    # an overlay, run merged over its bundle's main config as the docs run it
+    base = next(config.parent / name for name in ("train.json", "evaluate.json") if (config.parent / name).is_file())
+    return f"['{base}','{config}']"
 
 
 @pytest.fixture(scope="module")
