@@ -1,4 +1,8 @@
-"""Datasets and datalists: the built-in phantom, real data discovery, 3D->2D slicing, splits, de-duplication."""
+"""monai_synth.data: datasets and datalists: the built-in phantom, real data discovery, 3D->2D slicing.
+
+Also case-level splits, the resumable sampler of the GAN trainers, perceptual-hash de-duplication and the
+orientation contract between internal arrays and files (``orientation``).
+"""
 
 from __future__ import annotations
 

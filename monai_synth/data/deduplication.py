@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from monai.utils import optional_import
 
+from monai_synth.utils.visualize import to_uint8
+
 imagehash, has_imagehash = optional_import("imagehash")
 Image, _ = optional_import("PIL.Image")
 
@@ -108,7 +110,7 @@ def perceptual_hash(image: np.ndarray | torch.Tensor, hash_size: int = 8, image_
     _require_imagehash()
     hash_size = _check_hash_size(hash_size)
     array = _channels_to_hash(image, image_channels)
-    grey = np.rint((np.clip(array, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    grey = to_uint8(array)
     bits = [imagehash.phash(Image.fromarray(channel), hash_size=hash_size).hash for channel in grey]
     return imagehash.ImageHash(np.concatenate(bits, axis=0))
 

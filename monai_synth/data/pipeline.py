@@ -26,6 +26,7 @@ from monai.data import Dataset
 from monai.transforms import Compose
 
 from monai_synth.data.datalist import resolve_dataset
+from monai_synth.data.orientation import orientation_of_files, phantom_orientation
 from monai_synth.data.phantom import PHANTOM_BINARY_LABELS, PHANTOM_LABELS, generate_phantom
 from monai_synth.data.slicing import extract_slices
 from monai_synth.transforms import (
@@ -198,7 +199,9 @@ class PairedSliceDataset(Dataset):
         image_channels: ``C``.
         pair_channels: ``C + M``, the channel count of the paired encoding.
         label_names: ``{label value: name}`` when known.
-        summary: JSON-ready description of what was loaded and how it was preprocessed.
+        summary: JSON-ready description of what was loaded and how it was preprocessed; its
+            ``orientation`` is the source layout and slice geometry that writers of generated pairs follow
+            (:mod:`monai_synth.data.orientation`).
 
     Raises:
         ValueError: empty data, inconsistent channel counts (files named), masks whose values cannot be
@@ -228,7 +231,7 @@ class PairedSliceDataset(Dataset):
     ) -> None:
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}.")
-        raw, source, label_names = self._load_raw(
+        raw, source, label_names, orientation = self._load_raw(
             dataset_dir,
             datalist_key,
             slice_axis,
@@ -314,6 +317,7 @@ class PairedSliceDataset(Dataset):
             "keep_labels": list(keep_labels) if keep_labels else None,
             "components_per_class": typical_components(items, self.num_classes),
             "unlabelled_items": len(unlabelled),
+            "orientation": orientation,
         }
 
     @staticmethod
@@ -343,6 +347,7 @@ class PairedSliceDataset(Dataset):
                 items,
                 f"phantom(samples={phantom_samples}, seed={seed}, binary={phantom_binary})",
                 {v: k for k, v in names.items()},
+                phantom_orientation(image_size),
             )
         source = Path(dataset_dir)
         if not source.exists():
@@ -350,8 +355,9 @@ class PairedSliceDataset(Dataset):
         pairs = resolve_dataset(source, key=key, require_labels=require_labels)
         if slice_axis == "auto":
             slice_axis = None if _is_2d_file(_first(pairs[0]["image"])) else 2
+        orientation = orientation_of_files([pair["image"] for pair in pairs], slice_axis, image_size)
         raw = extract_slices(pairs, axis=slice_axis, keep_labels=keep_labels, cache_dir=cache_dir)
-        return raw, source, _label_names_of(source)
+        return raw, source, _label_names_of(source), orientation
 
     @staticmethod
     def _check_channels(items: Sequence[dict]) -> None:

@@ -10,9 +10,10 @@ Values are raw, as stored in the files (HU for CT, scanner units for MRI, 0..255
 values unchanged, e.g. 0..255 for anti-aliased masks). Intensity scaling to [-1, 1] and mask mapping
 (``MapMaskValues``) are the job of :mod:`monai_synth.transforms`.
 
-Orientation: PNG/JPEG files load as PIL shows them (row 0 is the top row of the picture, so an
-X-ray's apex is at the top). Medical formats (NIfTI, NRRD, MHA, DICOM) keep MONAI's index order
-(``x, y, z`` of the file), so a saved slice round-trips through ``monai_synth.utils.io.save_nifti_atomic``.
+Orientation (see :mod:`monai_synth.data.orientation`, which reads every file): PNG/JPEG files load as
+PIL shows them ("viewer" layout: row 0 is the top row of the picture, so an X-ray's apex is at the
+top). Medical formats (NIfTI, NRRD, MHA, DICOM) keep MONAI's index order ("index" layout). Writers
+convert back, so generated pairs load like the sources with MONAI's default ``LoadImage``.
 """
 
 from __future__ import annotations
@@ -22,16 +23,14 @@ import json
 import logging
 import os
 import re
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from monai.data import PILReader
-from monai.transforms import LoadImage
 
 from monai_synth.data.datalist import SkipReport, _check_on_error, _format_names, strip_image_extension
+from monai_synth.data.orientation import load_image
 from monai_synth.utils.io import atomic_path
 
 __all__ = ["extract_slices", "load_paired_arrays", "slice_cache_path"]
@@ -40,19 +39,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the content or layout of cache files changes, so that stale caches are not reused.
 _CACHE_VERSION = 1
-_PIL_EXTENSIONS = (".png", ".jpg", ".jpeg")
-_LOADERS: dict[str, LoadImage] = {}
-
-
-def _loader(path: str) -> LoadImage:
-    """MONAI ``LoadImage`` keeping the file's dtype; PIL formats without MONAI's H/W transposition."""
-    kind = "pil" if path.lower().endswith(_PIL_EXTENSIONS) else "default"
-    if kind not in _LOADERS:
-        # MONAI's PILReader (and ITK for PNG) return (W, H) by default to match medical index order;
-        # reverse_indexing=False keeps the (H, W) layout users see in any picture viewer.
-        reader = PILReader(reverse_indexing=False) if kind == "pil" else None
-        _LOADERS[kind] = LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=None)
-    return _LOADERS[kind]
 
 
 def _read_file(path: str) -> np.ndarray:
@@ -60,10 +46,7 @@ def _read_file(path: str) -> np.ndarray:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} does not exist.")
     try:
-        with warnings.catch_warnings():
-            # MONAI hands PIL's read-only buffer to torch, which warns; slices are copies, never written back.
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            data = _loader(path)(path)
+        data = load_image(path)
     except Exception as e:  # the readers raise many exception types; all mean "unreadable file"
         raise ValueError(
             f"Could not read {path} ({type(e).__name__}: {e}). Check that it is a valid, complete "

@@ -9,6 +9,7 @@ reproduced with ``monai.data.load_decathlon_datalist``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 from monai_synth.data.datalist import _format_names
 from monai_synth.utils.io import write_json_atomic
 
-__all__ = ["split_datalist", "kfold_datalist", "write_datalist", "check_no_leakage"]
+__all__ = ["split_datalist", "kfold_datalist", "write_datalist", "check_no_leakage", "file_digest"]
 
 _PATH_KEYS = ("image", "label")
 
@@ -234,25 +235,76 @@ def _item_paths(item: dict[str, Any]) -> list[str]:
     return [os.path.realpath(v) for v in values if isinstance(v, (str, os.PathLike))]
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """BLAKE2b digest of a file's bytes, memoised by (resolved path, size, modification time).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest (32 hex digits).
+    """
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.blake2b(digest_size=16)
+        with open(real, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def _digests(paths: set[str]) -> dict[str, str]:
+    """Digest -> one path, over the files that exist, hashing only files whose size occurs on both sides."""
+    return {file_digest(p): p for p in paths if os.path.isfile(p)}
+
+
 def check_no_leakage(
-    train_items: Sequence[dict[str, Any]], test_items: Sequence[dict[str, Any]], group_key: str = "case_id"
+    train_items: Sequence[dict[str, Any]],
+    test_items: Sequence[dict[str, Any]],
+    group_key: str = "case_id",
+    check_content: bool = True,
 ) -> None:
-    """Raise if any case (``group_key``) or image file is in both the training and the test items.
+    """Raise if any case (``group_key``), image file or image file content is in both training and test items.
 
     Image files are compared by resolved path (``image_path`` for slices, else ``image``), which
-    catches one file listed under two different case ids.
+    catches one file listed under two different case ids, and (``check_content``) by a digest of their
+    bytes, which catches a renamed byte-identical copy. Only files of equal size are hashed (each once
+    per process, see :func:`file_digest`), so the check costs little.
+
+    Args:
+        train_items: training items.
+        test_items: test items.
+        group_key: item key naming the case.
+        check_content: also compare file contents.
 
     Raises:
-        ValueError: listing the shared cases and files (up to 10 of each, with the totals).
+        ValueError: listing the shared cases, files and identical contents (up to 10 of each, with the totals).
     """
     train_groups = {item[group_key] for item in train_items if group_key in item}
     test_groups = {item[group_key] for item in test_items if group_key in item}
     shared_groups = sorted(train_groups & test_groups, key=str)
     train_paths = {p for item in train_items for p in _item_paths(item)}
-    shared_paths = sorted({p for item in test_items for p in _item_paths(item)} & train_paths)
-    if shared_groups or shared_paths:
+    test_paths = {p for item in test_items for p in _item_paths(item)}
+    shared_paths = sorted(test_paths & train_paths)
+    copies: list[str] = []
+    if check_content:
+        sizes: dict[str, int] = {p: os.path.getsize(p) for p in train_paths | test_paths if os.path.isfile(p)}
+        common = {sizes[p] for p in train_paths if p in sizes} & {sizes[p] for p in test_paths if p in sizes}
+        if common:
+            train_digests = _digests({p for p in train_paths - test_paths if sizes.get(p) in common})
+            test_digests = _digests({p for p in test_paths - train_paths if sizes.get(p) in common})
+            copies = sorted(f"{test_digests[d]} == {train_digests[d]}" for d in set(train_digests) & set(test_digests))
+    if shared_groups or shared_paths or copies:
         raise ValueError(
             f"Data leakage between training and test: {len(shared_groups)} shared {group_key!r} value(s) "
-            f"[{_format_names(shared_groups)}] and {len(shared_paths)} shared image file(s) "
-            f"[{_format_names(shared_paths)}]. Split by case with split_datalist/kfold_datalist."
+            f"[{_format_names(shared_groups)}], {len(shared_paths)} shared image file(s) "
+            f"[{_format_names(shared_paths)}] and {len(copies)} byte-identical image file(s) under other names "
+            f"(test == training) [{_format_names(copies)}]. Split by case with split_datalist/kfold_datalist, and "
+            "never copy test images into a training or generated set."
         )

@@ -1,5 +1,5 @@
 """monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid arms, StudyConfig),
-its segmentation training and scores, statistics, MLflow tracking and report."""
+its segmentation training, per-slice and per-volume scores, statistics, MLflow tracking, report and saved models."""
 
 from __future__ import annotations
 

@@ -3,7 +3,11 @@
 An *arm* is one training configuration: ``real`` (the real training cases only), ``synthetic``
 (``N`` generated pairs only) or ``hybrid`` (the real training cases plus ``N`` generated pairs), each
 optionally with standard augmentation. :func:`plan_arms` expands the requested kinds, generated sets,
-sizes and augmentation into the list of :class:`ArmSpec` the study trains.
+sizes, numbers of real cases and augmentation into the list of :class:`ArmSpec` the study trains.
+
+With ``num_real`` (the small-data regime) the real and hybrid arms use only the first ``R`` cases of a
+seeded permutation of the fold's real training cases (:func:`real_case_order`), so the subsets of a
+sweep are nested (the 30 are inside the 50) and every arm of one ``R`` sees the same cases.
 """
 
 from __future__ import annotations
@@ -13,7 +17,17 @@ from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
-__all__ = ["ARM_KINDS", "ArmSpec", "plan_arms", "arm_training_items"]
+import numpy as np
+
+__all__ = [
+    "ARM_KINDS",
+    "ArmSpec",
+    "plan_arms",
+    "arm_training_items",
+    "real_case_order",
+    "real_subset",
+    "oversample_real",
+]
 
 ARM_KINDS = ("real", "synthetic", "hybrid")
 
@@ -28,6 +42,10 @@ class ArmSpec:
         synthetic_set: name of the generated set used (``None`` for ``real``).
         num_synthetic: number of generated training pairs (0 for ``real``).
         augment: standard augmentation on.
+        num_real: number of real training cases (a nested subset of the fold's training cases); ``None``:
+            all of them (and for ``synthetic`` arms, which use none).
+        real_fraction: hybrid arms only: the real pairs are repeated so that they make up about this
+            fraction of the training pairs (oversampling a few real cases); ``None``: used once each.
     """
 
     name: str
@@ -35,6 +53,8 @@ class ArmSpec:
     synthetic_set: str | None = None
     num_synthetic: int = 0
     augment: bool = False
+    num_real: int | None = None
+    real_fraction: float | None = None
 
     @property
     def uses_real(self) -> bool:
@@ -47,18 +67,28 @@ def plan_arms(
     num_synthetic: Sequence[int],
     synthetic_pools: Mapping[str, int],
     augmentation: Sequence[bool] = (False,),
+    num_real: Sequence[int | None] | None = None,
+    hybrid_real_fraction: float | None = None,
 ) -> list[ArmSpec]:
-    """Expand arm kinds x generated sets x sizes x augmentation into :class:`ArmSpec` s.
+    """Expand arm kinds x generated sets x sizes x numbers of real cases x augmentation into :class:`ArmSpec` s.
+
+    Without ``num_real`` the arms are ``real``, ``synthetic_n<N>``, ``hybrid_n<N>`` (every real training
+    case). With it, the real and hybrid arms are made once per ``R``: ``real_r30``, ``hybrid_r30_n1500``
+    (``None`` -> ``real_rall``, ``hybrid_rall_n1500``); synthetic arms use no real case and are made once
+    (``synthetic_n1500``). With ``hybrid_real_fraction`` every hybrid arm is also made with the real pairs
+    oversampled to that fraction (suffix ``_rf<fraction>``), so both are reported.
 
     Args:
         arms: subset of ``("real", "synthetic", "hybrid")``.
         num_synthetic: sizes ``N`` of the generated training subsets; empty -> each set's whole pool.
         synthetic_pools: generated set name -> number of pairs available for training (test-G excluded).
         augmentation: ``[False]``, ``[True]`` or both.
+        num_real: numbers ``R`` of real training cases (``None`` entries: all); ``None``: all, old names.
+        hybrid_real_fraction: fraction in (0, 1) of real pairs in oversampled hybrid arms; ``None``: none.
 
     Returns:
-        Arms in the order real, synthetic (by set, then ``N``), hybrid (by set, then ``N``); each kind
-        without then with augmentation.
+        Arms in the order real (by ``R``), synthetic (by set, then ``N``), hybrid (by ``R``, set, ``N``);
+        each kind without then with augmentation.
 
     Raises:
         ValueError: unknown arm kinds, synthetic/hybrid arms without a generated set, sizes < 1 or larger
@@ -77,45 +107,146 @@ def plan_arms(
     bad_sizes = [n for n in num_synthetic if isinstance(n, bool) or not isinstance(n, Integral) or n < 1]
     if bad_sizes:
         raise ValueError(f"`num_synthetic` must hold integers >= 1, got {list(num_synthetic)}.")
+    bad_real = [
+        r for r in num_real or [] if r is not None and (isinstance(r, bool) or not isinstance(r, Integral) or r < 1)
+    ]
+    if bad_real or (num_real is not None and not list(num_real)):
+        raise ValueError(f"`num_real` must hold integers >= 1 or None (all), got {num_real}.")
+    if hybrid_real_fraction is not None and not 0.0 < float(hybrid_real_fraction) < 1.0:
+        raise ValueError(f"`hybrid_real_fraction` must be in (0, 1) or None, got {hybrid_real_fraction!r}.")
+    reals: list[int | None] = [None] if num_real is None else [None if r is None else int(r) for r in num_real]
+    fractions: list[float | None] = [None] if hybrid_real_fraction is None else [None, float(hybrid_real_fraction)]
     several = len(synthetic_pools) > 1
     specs: list[ArmSpec] = []
     for augment in dict.fromkeys(bool(a) for a in augmentation):
         suffix = "+aug" if augment else ""
-        if "real" in kinds:
-            specs.append(ArmSpec("real" + suffix, "real", None, 0, augment))
-        for kind in ("synthetic", "hybrid"):
-            if kind not in kinds:
-                continue
-            for set_name, pool in synthetic_pools.items():
-                for n in [int(n) for n in num_synthetic] or [pool]:
-                    if n > pool:
-                        raise ValueError(
-                            f"num_synthetic={n} but the generated set {set_name!r} has only {pool} pair(s) for "
-                            "training (after holding out test-G with `synthetic_test_fraction`); lower "
-                            "`num_synthetic`, generate more pairs, or lower `synthetic_test_fraction`."
-                        )
-                    label = f"{kind}-{set_name}" if several else kind
-                    specs.append(ArmSpec(f"{label}_n{n}{suffix}", kind, set_name, n, augment))
+        for r in reals:
+            tag = "" if num_real is None else f"_r{'all' if r is None else r}"
+            if "real" in kinds:
+                specs.append(ArmSpec("real" + tag + suffix, "real", None, 0, augment, r))
+            for kind in ("synthetic", "hybrid"):
+                if kind not in kinds or (kind == "synthetic" and r is not reals[0]):
+                    continue
+                for set_name, pool in synthetic_pools.items():
+                    for n in [int(n) for n in num_synthetic] or [pool]:
+                        if n > pool:
+                            raise ValueError(
+                                f"num_synthetic={n} but the generated set {set_name!r} has only {pool} pair(s) for "
+                                "training (after holding out test-G with `synthetic_test_fraction`); lower "
+                                "`num_synthetic`, generate more pairs, or lower `synthetic_test_fraction`."
+                            )
+                        label = f"{kind}-{set_name}" if several else kind
+                        if kind == "synthetic":
+                            specs.append(ArmSpec(f"{label}_n{n}{suffix}", kind, set_name, n, augment))
+                            continue
+                        for f in fractions:
+                            rf = "" if f is None else f"_rf{f:g}"
+                            specs.append(ArmSpec(f"{label}{tag}_n{n}{rf}{suffix}", kind, set_name, n, augment, r, f))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"Arm names are not unique: {names}; remove repeated `num_synthetic` values.")
-    return sorted(specs, key=lambda s: (s.augment, ARM_KINDS.index(s.kind), s.synthetic_set or "", s.num_synthetic))
+        raise ValueError(f"Arm names are not unique: {names}; remove repeated `num_synthetic` / `num_real` values.")
+    return sorted(
+        specs,
+        key=lambda s: (
+            s.augment,
+            ARM_KINDS.index(s.kind),
+            float("inf") if s.num_real is None else s.num_real,
+            s.synthetic_set or "",
+            s.num_synthetic,
+            s.real_fraction or 0.0,
+        ),
+    )
+
+
+def real_case_order(real_training: Sequence[Mapping[str, Any]], seed: int = 0) -> list[str]:
+    """The fold's real training cases in a seeded order; the first ``R`` are the ``R`` cases of every arm.
+
+    The cases (``case_id``) are sorted by name, then permuted with ``numpy.random.default_rng(seed)``, so
+    the order depends only on the set of cases and the seed (not on the order of the items) and the
+    subsets of a ``num_real`` sweep are nested.
+
+    Args:
+        real_training: the real training items of one fold.
+        seed: the study seed.
+
+    Returns:
+        Case ids, every case once.
+    """
+    names = sorted({str(item["case_id"]) for item in real_training})
+    return [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+
+
+def real_subset(
+    real_training: Sequence[Mapping[str, Any]], num_real: int | None, seed: int = 0
+) -> list[Mapping[str, Any]]:
+    """The items of the first ``num_real`` cases of :func:`real_case_order` (all items when ``None``).
+
+    Args:
+        real_training: the real training items of one fold.
+        num_real: number of cases ``R``; ``None`` -> all.
+        seed: the study seed.
+
+    Returns:
+        The items (all slices of a kept case), in their input order.
+
+    Raises:
+        ValueError: ``num_real`` is larger than the number of training cases.
+    """
+    if num_real is None:
+        return list(real_training)
+    order = real_case_order(real_training, seed)
+    if num_real > len(order):
+        raise ValueError(
+            f"num_real={num_real} but the real training split has only {len(order)} case(s); lower `num_real` "
+            "(null = all training cases), or lower val_fraction / test_fraction / folds."
+        )
+    keep = set(order[:num_real])
+    return [item for item in real_training if str(item["case_id"]) in keep]
 
 
 def arm_training_items(
-    arm: ArmSpec, real_training: Sequence[Mapping[str, Any]], synthetic_pools: Mapping[str, Sequence[Mapping[str, Any]]]
+    arm: ArmSpec,
+    real_training: Sequence[Mapping[str, Any]],
+    synthetic_pools: Mapping[str, Sequence[Mapping[str, Any]]],
+    seed: int = 0,
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The training pairs of ``arm``: the real training cases and/or the first ``N`` pairs of its generated pool.
+    """The training pairs of ``arm``: its real training cases and/or the first ``N`` pairs of its generated pool.
 
     Args:
         arm: the arm.
         real_training: the real training items of the fold.
         synthetic_pools: generated set name -> its training pool, in the study's seeded order (so the
             ``N`` pairs of a sweep are nested and the same in every fold).
+        seed: the study seed (orders the real cases for ``arm.num_real``, see :func:`real_subset`).
 
     Returns:
-        ``(real items, generated items)``; either may be empty.
+        ``(real items, generated items)``, each pair once (oversampling is the trainer's business); either
+        may be empty.
+
+    Raises:
+        ValueError: ``arm.num_real`` larger than the fold's training cases.
     """
-    real = list(real_training) if arm.uses_real else []
+    real = real_subset(real_training, arm.num_real, seed) if arm.uses_real else []
     synthetic = list(synthetic_pools[arm.synthetic_set][: arm.num_synthetic]) if arm.synthetic_set else []
     return real, synthetic
+
+
+def oversample_real(
+    real: Sequence[Mapping[str, Any]], num_synthetic: int, real_fraction: float | None
+) -> list[Mapping[str, Any]]:
+    """Repeat the real pairs so they make up about ``real_fraction`` of a hybrid training set.
+
+    Args:
+        real: the arm's real training pairs (each once).
+        num_synthetic: the arm's number of generated pairs.
+        real_fraction: target fraction of real pairs in (0, 1); ``None`` -> ``real`` unchanged.
+
+    Returns:
+        ``real`` repeated whole (then cut) to ``round(f / (1 - f) * num_synthetic)`` pairs, never fewer than
+        ``len(real)``: every real pair is used at least once per pass.
+    """
+    if real_fraction is None or not real or num_synthetic < 1:
+        return list(real)
+    target = max(len(real), int(round(real_fraction / (1.0 - real_fraction) * num_synthetic)))
+    repeats = -(-target // len(real))
+    return (list(real) * repeats)[:target]

@@ -39,7 +39,7 @@ _INTEGERS = {  # setting -> minimum
     "seed": 0,
 }
 _FRACTIONS = ("val_fraction", "test_fraction", "synthetic_test_fraction")
-_FLAGS = ("compute_fid", "amp", "figures")
+_FLAGS = ("compute_fid", "amp", "figures", "save_models")
 _MAPPINGS = ("augmentation_kwargs", "network_kwargs", "real_dataset_kwargs", "synthetic_dataset_kwargs")
 
 
@@ -81,10 +81,12 @@ class StudyConfig:
         val_fraction: fraction of (non-test) real cases used for validation / model selection.
         test_fraction: fraction of real cases held out as test-R (``folds=1`` only).
         synthetic_test_fraction: fraction of every generated set held out as test-G (0: no test-G).
-        network: class name in :mod:`monai.networks.nets`.
-        network_kwargs: its arguments (defaults: :data:`~monai_synth.evaluation.segmentation.DEFAULT_NETWORK_KWARGS`).
+        network: class name in :mod:`monai.networks.nets`, ``"DeepLabV3"`` / ``"FCN"`` (torchvision ResNet-50,
+            optional extra, nothing downloaded) or a dotted path ``package.module.Class`` to your ``nn.Module``.
+        network_kwargs: its arguments (defaults: :data:`~monai_synth.evaluation.segmentation.DEFAULT_NETWORK_KWARGS`);
+            with ``networks``, ``{network: {arguments}}`` gives each network its own.
         loss: ``"dice"`` (soft Dice) or ``"dice_ce"``.
-        learning_rate: Adam learning rate.
+        learning_rate: learning rate of the optimiser.
         batch_size: training batch size.
         max_epochs: maximum epochs per arm.
         epoch_length: iterations per epoch; ``None``: one pass over the arm's training pairs (the papers'
@@ -111,9 +113,28 @@ class StudyConfig:
         seed: seed of the splits, the generated subsets, weight initialisation (``seed + fold``) and shuffling.
         alpha: significance level of the statistics.
         figures: draw PNG figures (needs matplotlib).
+        num_real: numbers ``R`` of real training cases (nested case-level subsets of each fold's real
+            training split, drawn with ``seed``; ``None`` entries = all): arms ``real_r30``,
+            ``hybrid_r30_n1500``, ... One integer = a list of one. ``None``: every real training case, arms
+            named ``real``, ``hybrid_n<N>``. Validation and test cases never change with it. The entries
+            ``"null"`` / ``"all"`` (how the command line passes a bare ``null``) mean ``None``.
+        hybrid_real_fraction: also run every hybrid arm with its real pairs oversampled to this fraction of
+            its training pairs (``_rf<f>`` arms); ``None``: no oversampled arms.
+        networks: run the whole study once per network (DatasetGAN Table III), each in
+            ``output_dir/<network>/`` with its own report, and a combined ``report.md`` with one table per
+            network; ``None``: only ``network``.
+        optimizer: ``"Adam"`` or ``"SGD"`` (any case; recorded as written here).
+        momentum: SGD momentum (Neff et al.: 0.99).
+        nesterov: SGD Nesterov momentum.
+        weight_decay: L2 penalty (Neff et al.: 5e-4).
+        save_models: save the selected network of every arm and fold as ``models/<arm>/fold<k>/model.pt``
+            (``torch.load(weights_only=True)``; see :mod:`~monai_synth.evaluation.inference`).
+        test_datasets: ``{name: datalist JSON or folder}`` of external real test sets (another site), each
+            scored and reported on its own as ``test_R:<name>`` with its own statistics (a datalist's
+            ``test`` list is used when it has one, else its ``training`` list).
 
     Attributes:
-        optimizer, model_selection, hausdorff_units: what the study does that no setting changes,
+        model_selection, hausdorff_units: what the study does that no setting changes,
             recorded with the settings (not arguments).
 
     Raises:
@@ -157,7 +178,15 @@ class StudyConfig:
     seed: int = 0
     alpha: float = 0.05
     figures: bool = True
-    optimizer: str = field(default="Adam", init=False)
+    num_real: int | Sequence[int | None] | None = None
+    hybrid_real_fraction: float | None = None
+    test_datasets: Mapping[str, str] | None = None
+    networks: Sequence[str] | None = None
+    optimizer: str = "Adam"
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    save_models: bool = True
     model_selection: str = field(default="best validation mean foreground Dice (real validation cases)", init=False)
     hausdorff_units: str = field(default="", init=False)
 
@@ -228,6 +257,58 @@ class StudyConfig:
             raise _refuse("device", "'auto', 'cpu', 'cuda' or another torch device", self.device)
         self.device = str(self.device)
         self.hausdorff_units = f"pixels at {self.image_size} x {self.image_size}"
+        if _is_int(self.num_real):
+            self.num_real = [self.num_real]
+        if self.num_real is not None:
+            if _is_path(self.num_real) or not isinstance(self.num_real, Sequence) or not self.num_real:
+                raise _refuse("num_real", "a list of integers >= 1 or null (all), or null", self.num_real)
+            # the command line writes JSON's null as the bare word null (a string): the same "all" entry
+            self.num_real = [
+                None if isinstance(r, str) and r.lower() in ("null", "none", "all") else r for r in self.num_real
+            ]
+            if not all(r is None or (_is_int(r) and r >= 1) for r in self.num_real):
+                raise ValueError(f"--num_real must hold integers >= 1 or null (all), got {list(self.num_real)}.")
+            if len(set(self.num_real)) != len(self.num_real):
+                raise ValueError(f"--num_real holds a value twice: {list(self.num_real)}.")
+            self.num_real = [None if r is None else int(r) for r in self.num_real]
+        if self.hybrid_real_fraction is not None:
+            if not isinstance(self.hybrid_real_fraction, Real) or _is_bool(self.hybrid_real_fraction):
+                raise _refuse("hybrid_real_fraction", "a number in (0, 1) or null", self.hybrid_real_fraction)
+            if not 0.0 < self.hybrid_real_fraction < 1.0:
+                raise ValueError(f"--hybrid_real_fraction must be in (0, 1), got {self.hybrid_real_fraction!r}.")
+            self.hybrid_real_fraction = float(self.hybrid_real_fraction)
+        from monai_synth.evaluation.segmentation import OPTIMIZERS
+
+        choice = {o.lower(): o for o in OPTIMIZERS}.get(str(self.optimizer).lower())
+        if not isinstance(self.optimizer, str) or choice is None:
+            raise ValueError(f"--optimizer must be one of {[o.lower() for o in OPTIMIZERS]}, got {self.optimizer!r}.")
+        self.optimizer = choice
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, Real) or _is_bool(value) or value < 0:
+                raise _refuse(name, "a number >= 0", value)
+            setattr(self, name, float(value))
+        if not _is_bool(self.nesterov):
+            raise _refuse("nesterov", "true or false", self.nesterov)
+        self.nesterov = bool(self.nesterov)
+        if self.nesterov and (self.optimizer != "SGD" or self.momentum <= 0):
+            raise ValueError("--nesterov needs --optimizer sgd and --momentum > 0 (Neff et al.: momentum 0.99).")
+        if isinstance(self.networks, str):
+            self.networks = [self.networks]
+        if self.networks is not None:
+            if (
+                not isinstance(self.networks, Sequence)
+                or not self.networks
+                or not all(isinstance(n, str) and n for n in self.networks)
+            ):
+                raise _refuse("networks", "a non-empty list of network names", self.networks)
+            if len(set(self.networks)) != len(self.networks):
+                raise ValueError(f"--networks holds a network twice: {list(self.networks)}.")
+            self.networks = list(self.networks)
+        if self.test_datasets is not None:
+            if not isinstance(self.test_datasets, Mapping) or not all(_is_path(p) for p in self.test_datasets.values()):
+                raise _refuse("test_datasets", "{name: datalist JSON or folder}", self.test_datasets)
+            self.test_datasets = {str(k): os.fspath(v) for k, v in self.test_datasets.items()} or None
 
     @staticmethod
     def _datalists(value: Any) -> list[str] | dict[str, str] | None:

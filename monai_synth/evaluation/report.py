@@ -41,6 +41,8 @@ __all__ = [
     "plot_arm_boxplots",
     "plot_real_vs_synthetic",
     "write_report",
+    "render_network_comparison",
+    "write_network_comparison",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,14 +132,35 @@ def _training_pairs(arm: Mapping[str, Any]) -> str:
     real = [f["num_real_train"] for f in folds]
     synthetic = [f["num_synthetic_train"] for f in folds]
     real_text = str(real[0]) if len(set(real)) == 1 else f"{min(real)}-{max(real)}"
+    oversampled = [f.get("num_real_oversampled", r) for f, r in zip(folds, real)]
+    if any(o > r for o, r in zip(oversampled, real)):
+        real_text += f" (repeated to {max(oversampled)})"
     return f"{real_text} + {synthetic[0]}"
 
 
 def _test_set_title(name: str, results: Mapping[str, Any]) -> str:
-    if name == "test_R":
-        return "test-R: real held-out cases"
-    set_name = name.split(":", 1)[1] if ":" in name else name
+    base, per_volume = (name[: -len("/volume")], True) if name.endswith("/volume") else (name, False)
+    unit = ", scored per volume (HD in mm)" if per_volume else ""
+    if base == "test_R":
+        return f"test-R: real held-out cases{unit}"
+    set_name = base.split(":", 1)[1] if ":" in base else base
+    if base.startswith("test_R:"):
+        return f"test-R `{set_name}`: external real test set{unit}"
     return f"test-G: held-out generated pairs of `{set_name}`"
+
+
+def _optimizer_text(config: Mapping[str, Any]) -> str:
+    name = config.get("optimizer", "Adam")
+    text = f"{name} lr {config['learning_rate']}"
+    if name == "SGD":
+        text += f" momentum {config.get('momentum', 0.0)}{' (Nesterov)' if config.get('nesterov') else ''}"
+    if config.get("weight_decay"):
+        text += f" weight decay {config['weight_decay']}"
+    return text
+
+
+def _distance_unit(name: str) -> str:
+    return "mm" if name.endswith("/volume") else "px"
 
 
 def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()) -> str:
@@ -174,7 +197,7 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
     kwargs = ", ".join(f"{k}={v}" for k, v in (config.get("network_kwargs") or {}).items())
     lines += [
         "",
-        f"Network `{config['network']}`{f' ({kwargs})' if kwargs else ''}, loss `{config['loss']}`, Adam lr {config['learning_rate']}, "
+        f"Network `{config['network']}`{f' ({kwargs})' if kwargs else ''}, loss `{config['loss']}`, {_optimizer_text(config)}, "
         f"batch {config['batch_size']}, at most {config['max_epochs']} epochs, early stopping patience {config['patience']} "
         f"validation(s); model selection: {config['model_selection']}. Seed {config['seed']}. "
         f"Hausdorff distances in {config['hausdorff_units']}.",
@@ -191,7 +214,8 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
             "",
         ]
         lines.append(
-            "| arm | training pairs (real + generated) | Dice | HD (px) | HD95 (px) | mIoU | best epoch | train time (s) |"
+            f"| arm | training pairs (real + generated) | Dice | HD ({_distance_unit(test_name)}) | "
+            f"HD95 ({_distance_unit(test_name)}) | mIoU | best epoch | train time (s) |"
         )
         lines.append("|---|---|---|---|---|---|---|---|")
         for arm in arms:
@@ -204,7 +228,13 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 + f" | {best} | {seconds:.1f} |"
             )
         if first["num_folds"] > 1:
-            lines += ["", "Mean ± std over fold means:", "", "| arm | Dice | HD95 (px) |", "|---|---|---|"]
+            lines += [
+                "",
+                "Mean ± std over fold means:",
+                "",
+                f"| arm | Dice | HD95 ({_distance_unit(test_name)}) |",
+                "|---|---|---|",
+            ]
             for arm in arms:
                 summary = arm["summary"][test_name]
                 lines.append(
@@ -223,7 +253,9 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 lines.append(f"| {arm['name']} | " + " | ".join(_mean_std(per_class[c], 3) for c in class_names) + " |")
         for score, result in (results.get("statistics", {}).get(test_name) or {}).items():
             direction = "higher is better" if result.get("higher_is_better") else "lower is better"
-            lines += ["", f"Statistics on per-case {_SCORE_LABELS.get(score, score)} ({direction}):", ""]
+            label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_name)})")
+            what = "per-volume" if test_name.endswith("/volume") else "per-case"
+            lines += ["", f"Statistics on {what} {label} ({direction}):", ""]
             if result.get("test") is None:
                 lines.append(f"_{result.get('note', 'not computed')}_")
             else:
@@ -445,7 +477,7 @@ def write_report(
         drawn = {"score_vs_num_synthetic": plot_score_vs_num_synthetic(results, folder / "score_vs_num_synthetic.png")}
         for test_set in results["test_sets"]:
             drawn[f"boxplots_{test_set}"] = plot_arm_boxplots(
-                results, folder / f"boxplots_{test_set.replace(':', '_')}.png", test_set
+                results, folder / f"boxplots_{test_set.replace(':', '_').replace('/', '_')}.png", test_set
             )
         if samples:
             drawn["real_vs_synthetic_pairs"] = plot_real_vs_synthetic(samples, folder / "real_vs_synthetic_pairs.png")
@@ -459,3 +491,63 @@ def write_report(
         tmp.write_text(render_markdown(results, figure_paths), encoding="utf-8")
     written["results"] = write_json_atomic(output_dir / "results.json", to_json_safe(results))
     return written
+
+
+def render_network_comparison(results: Mapping[str, Any]) -> str:
+    """Markdown with one table per network (every real test set) of a study run with ``networks``.
+
+    Args:
+        results: ``{"networks": {network: study results}, ...}``.
+
+    Returns:
+        Markdown text.
+    """
+    lines = ["# Synthetic data evaluation: one study per network", ""]
+    for network, sub in results["networks"].items():
+        lines += [f"## Network `{network}`", "", f"Full report: `{_safe_folder(network)}/report.md`.", ""]
+        for test_name in sub["test_sets"]:
+            if not test_name.startswith("test_R"):
+                continue
+            unit = _distance_unit(test_name)
+            lines += [f"### {_test_set_title(test_name, sub)}", ""]
+            lines += [
+                f"| arm | training pairs (real + generated) | Dice | HD95 ({unit}) | mIoU |",
+                "|---|---|---|---|---|",
+            ]
+            for arm in sub["arms"]:
+                summary = arm["summary"].get(test_name)
+                if summary:
+                    lines.append(
+                        f"| {arm['name']} | {_training_pairs(arm)} | {_mean_std(summary['dice'], 3)} | "
+                        f"{_mean_std(summary['hd95'], 2)} | {_mean_std(summary['iou'], 3)} |"
+                    )
+            stats = (sub.get("statistics") or {}).get(test_name, {}).get("dice") or {}
+            if stats.get("test"):
+                lines += ["", f"Dice: {stats['test']} p = {_number(stats.get('p_value'), 4)}.", ""]
+            else:
+                lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _safe_folder(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "set"
+
+
+def write_network_comparison(results: dict[str, Any], output_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write the combined ``report.md`` and ``results.json`` of a study run with ``networks``.
+
+    Args:
+        results: ``{"networks": {network: study results}, ...}``.
+        output_dir: destination folder.
+
+    Returns:
+        ``{"results": path, "report": path}``.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = output_dir / "report.md"
+    with atomic_path(report) as tmp:
+        tmp.write_text(render_network_comparison(results), encoding="utf-8")
+    return {"report": report, "results": write_json_atomic(output_dir / "results.json", to_json_safe(results))}

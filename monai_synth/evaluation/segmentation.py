@@ -21,6 +21,7 @@ Value conventions (docs/DESIGN.md): images ``(C, H, W)`` float in [-1, 1], label
 from __future__ import annotations
 
 import copy
+import importlib
 import inspect
 import logging
 import math
@@ -41,7 +42,7 @@ from monai.metrics import DiceMetric, HausdorffDistanceMetric, MeanIoU
 from monai.networks import nets as monai_nets
 from monai.networks.utils import one_hot
 from monai.transforms import AsDiscreted, Compose, RandAffined, RandFlipd, RandRotated, RandZoomd
-from monai.utils import CommonKeys
+from monai.utils import CommonKeys, optional_import
 
 __all__ = [
     "DEFAULT_NETWORK_KWARGS",
@@ -49,6 +50,11 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "LOSSES",
     "build_network",
+    "build_optimizer",
+    "network_class",
+    "OPTIMIZERS",
+    "TORCHVISION_NETWORKS",
+    "TorchvisionSegmentation",
     "standard_augmentation",
     "segmentation_scores",
     "class_mean",
@@ -72,17 +78,102 @@ LOSSES = ("dice", "dice_ce")
 HIGHER_IS_BETTER: dict[str, bool] = {"dice": True, "iou": True, "hd": False, "hd95": False}
 
 
+#: Networks of torchvision (an optional extra) built with ResNet-50 backbones, never with downloaded weights.
+TORCHVISION_NETWORKS = {"DeepLabV3": "deeplabv3_resnet50", "FCN": "fcn_resnet50"}
+OPTIMIZERS = ("Adam", "SGD")
+
+
+class TorchvisionSegmentation(torch.nn.Module):
+    """Logits wrapper of a torchvision segmentation model: ``(B, C, H, W) -> (B, K, H, W)`` (its ``"out"``).
+
+    Args:
+        model: a ``torchvision.models.segmentation`` model (returns ``{"out": logits, ...}``).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["out"] if isinstance(out, Mapping) else out
+
+
+def _torchvision_network(name: str, in_channels: int, out_channels: int, **kwargs: Any) -> torch.nn.Module:
+    factory_name = TORCHVISION_NETWORKS[name]
+    factory, usable = optional_import("torchvision.models.segmentation", name=factory_name)
+    if not usable:
+        raise ImportError(
+            f"network={name!r} needs torchvision (ResNet-50 backbone): pip install 'monai_synth[torchvision]' "
+            "(a torchvision build that matches your torch)."
+        )
+    arguments = {"weights": None, "weights_backbone": None, "num_classes": int(out_channels), "aux_loss": False}
+    arguments.update(kwargs)
+    if arguments["weights"] is not None or arguments["weights_backbone"] is not None:
+        raise ValueError(
+            f"network={name!r}: pretrained weights are never downloaded; leave weights / weights_backbone None."
+        )
+    model = factory(**arguments)
+    if in_channels != 3:  # the ResNet stem expects RGB: give it the image's channels
+        old = model.backbone.conv1
+        model.backbone.conv1 = torch.nn.Conv2d(
+            int(in_channels), old.out_channels, old.kernel_size, old.stride, old.padding, bias=False
+        )
+    return TorchvisionSegmentation(model)
+
+
+def network_class(name: str) -> type[torch.nn.Module] | str:
+    """The class a ``network`` setting names, checked before any training.
+
+    Args:
+        name: a :mod:`monai.networks.nets` class name, ``"DeepLabV3"`` / ``"FCN"`` (torchvision), or a dotted
+            path ``package.module.Class`` to an ``nn.Module`` subclass.
+
+    Returns:
+        The class, or the torchvision name (checked for torchvision when built).
+
+    Raises:
+        ValueError: an unknown name, a dotted path that cannot be imported or is not an ``nn.Module``.
+    """
+    name = str(name)
+    if name in TORCHVISION_NETWORKS:
+        return name
+    if "." in name:
+        module_name, _, class_name = name.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"network={name!r}: cannot import {class_name} from {module_name}: {e}.") from e
+        if not (inspect.isclass(found) and issubclass(found, torch.nn.Module)):
+            raise ValueError(f"network={name!r} is not an nn.Module subclass (got {found!r}).")
+        return found
+    found = getattr(monai_nets, name, None)
+    if not (inspect.isclass(found) and issubclass(found, torch.nn.Module)):
+        known = "UNet, AttentionUnet, SegResNet, BasicUNet, FlexibleUNet, UNETR, SwinUNETR"
+        raise ValueError(
+            f"network={name!r} is not a network of monai.networks.nets; choose e.g. one of: {known}, "
+            f"{' or '.join(TORCHVISION_NETWORKS)} (torchvision), or a dotted path package.module.Class to your own "
+            "nn.Module."
+        )
+    return found
+
+
 def build_network(
     name: str, in_channels: int, out_channels: int, spatial_dims: int = 2, **kwargs: Any
 ) -> torch.nn.Module:
-    """Instantiate a segmentation network of :mod:`monai.networks.nets` by name.
+    """Instantiate a segmentation network by name.
 
     ``spatial_dims``, ``in_channels`` and ``out_channels`` are passed when the network takes them;
     :data:`DEFAULT_NETWORK_KWARGS` fills what MONAI leaves without default (e.g. the UNet's
     ``channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2``); ``kwargs`` override both.
+    ``"DeepLabV3"`` and ``"FCN"`` are torchvision's ResNet-50 models (optional extra ``torchvision``),
+    built with ``weights=None, weights_backbone=None`` (nothing is downloaded), their stem adapted to
+    ``in_channels`` and wrapped to return logits. A dotted path ``package.module.Class`` builds the user's
+    own ``nn.Module`` (given ``in_channels`` / ``out_channels`` / ``spatial_dims`` when it takes them).
 
     Args:
-        name: class name in ``monai.networks.nets`` (``"UNet"``, ``"SegResNet"``, ``"BasicUNet"``, ...).
+        name: class name in ``monai.networks.nets`` (``"UNet"``, ``"SegResNet"``, ``"BasicUNet"``, ...),
+            ``"DeepLabV3"``, ``"FCN"`` or a dotted path.
         in_channels: image channels ``C``.
         out_channels: classes ``K`` including background (the network outputs ``(B, K, H, W)`` logits).
         spatial_dims: 2 for slices.
@@ -92,24 +183,62 @@ def build_network(
         The network (on CPU, freshly initialised).
 
     Raises:
-        ValueError: unknown network name, or arguments the network rejects (the message names both).
+        ValueError: unknown network name, a dotted path that is not an ``nn.Module``, or arguments the
+            network rejects (the message names both).
+        ImportError: ``DeepLabV3`` / ``FCN`` without a usable torchvision.
     """
-    network_class = getattr(monai_nets, str(name), None)
-    if not (inspect.isclass(network_class) and issubclass(network_class, torch.nn.Module)):
-        known = "UNet, AttentionUnet, SegResNet, BasicUNet, FlexibleUNet, UNETR, SwinUNETR"
-        raise ValueError(f"network={name!r} is not a network of monai.networks.nets; choose e.g. one of: {known}.")
-    parameters = inspect.signature(network_class.__init__).parameters
-    arguments: dict[str, Any] = {"in_channels": int(in_channels), "out_channels": int(out_channels)}
-    if "spatial_dims" in parameters:
-        arguments["spatial_dims"] = int(spatial_dims)
-    arguments.update(DEFAULT_NETWORK_KWARGS.get(name, {}))
+    found = network_class(name)
+    if isinstance(found, str):
+        return _torchvision_network(found, in_channels, out_channels, **kwargs)
+    parameters = inspect.signature(found.__init__).parameters
+    arguments: dict[str, Any] = {}
+    for key, value in (("in_channels", in_channels), ("out_channels", out_channels), ("spatial_dims", spatial_dims)):
+        if key in parameters:
+            arguments[key] = int(value)
+    arguments.update(DEFAULT_NETWORK_KWARGS.get(str(name), {}))
     arguments.update(kwargs)
     try:
-        return network_class(**arguments)
+        return found(**arguments)
     except (TypeError, ValueError, AssertionError) as e:
         raise ValueError(
             f"Could not build network {name} with arguments {arguments}: {e}. Fix `network_kwargs`."
         ) from e
+
+
+def build_optimizer(
+    parameters: Any,
+    optimizer: str = "Adam",
+    learning_rate: float = 1e-4,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """``torch.optim.Adam`` or ``torch.optim.SGD`` with the study's settings.
+
+    Args:
+        parameters: the network's parameters.
+        optimizer: ``"Adam"`` or ``"SGD"`` (any case).
+        learning_rate: learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum (needs ``momentum > 0``).
+        weight_decay: L2 penalty.
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: an unknown optimiser, or Nesterov without momentum.
+    """
+    name = {o.lower(): o for o in OPTIMIZERS}.get(str(optimizer).lower())
+    if name is None:
+        raise ValueError(f"optimizer={optimizer!r} is not supported; choose one of {list(OPTIMIZERS)}.")
+    if name == "Adam":
+        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
+    if nesterov and momentum <= 0:
+        raise ValueError("nesterov=True needs momentum > 0 (e.g. Neff et al.: momentum 0.99).")
+    return torch.optim.SGD(
+        parameters, lr=learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+    )
 
 
 def standard_augmentation(
@@ -164,13 +293,18 @@ def standard_augmentation(
 
 def _as_label_batch(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(x).as_subclass(torch.Tensor)
-    if tensor.ndim != 4 or tensor.shape[1] != 1:
-        raise ValueError(f"{name} must be a (B, 1, H, W) label map, got shape {tuple(tensor.shape)}.")
+    if tensor.ndim not in (4, 5) or tensor.shape[1] != 1:
+        raise ValueError(
+            f"{name} must be a (B, 1, H, W) or (B, 1, H, W, D) label map, got shape {tuple(tensor.shape)}."
+        )
     return tensor.long()
 
 
 def segmentation_scores(
-    prediction: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray, num_classes: int
+    prediction: torch.Tensor | np.ndarray,
+    label: torch.Tensor | np.ndarray,
+    num_classes: int,
+    spacing: Sequence[float] | Sequence[Sequence[float]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-case, per-class Dice, IoU, Hausdorff distance and 95th-percentile HD (MONAI metrics).
 
@@ -180,12 +314,15 @@ def segmentation_scores(
     (HD95 is NaN in both cases).
 
     Args:
-        prediction: ``(B, 1, H, W)`` predicted labels ``0..K-1``.
-        label: ``(B, 1, H, W)`` ground-truth labels ``0..K-1``.
+        prediction: ``(B, 1, H, W)`` (slices) or ``(B, 1, H, W, D)`` (volumes) predicted labels ``0..K-1``.
+        label: same shape, ground-truth labels ``0..K-1``.
         num_classes: ``K`` including background (>= 2).
+        spacing: voxel size per spatial axis (one sequence for the batch, or one per case), passed to
+            MONAI's ``HausdorffDistanceMetric``; ``None``: distances in pixels.
 
     Returns:
-        ``{"dice", "iou", "hd", "hd95"}``, each a ``(B, K - 1)`` float64 array; distances in pixels.
+        ``{"dice", "iou", "hd", "hd95"}``, each a ``(B, K - 1)`` float64 array; distances in pixels, or in
+        the units of ``spacing`` (mm for NIfTI) when given.
 
     Raises:
         ValueError: shapes differ or are not ``(B, 1, H, W)``, labels outside ``0..K-1``.
@@ -199,6 +336,7 @@ def segmentation_scores(
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= num_classes):
             raise ValueError(f"{name} holds values outside 0..{num_classes - 1}: [{int(x.min())}, {int(x.max())}].")
     y_pred, y = one_hot(prediction, num_classes), one_hot(label, num_classes)
+    distance = {} if spacing is None else {"spacing": spacing}
     with warnings.catch_warnings():
         # MONAI warns per empty class ("may result in nan/inf distance") and about a deprecated internal
         # argument; empty classes are reported through the NaN/inf values themselves.
@@ -206,8 +344,12 @@ def segmentation_scores(
         scores = {
             "dice": DiceMetric(include_background=False, reduction="none")(y_pred, y),
             "iou": MeanIoU(include_background=False, reduction="none")(y_pred, y),
-            "hd": HausdorffDistanceMetric(include_background=False, percentile=None, reduction="none")(y_pred, y),
-            "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(y_pred, y),
+            "hd": HausdorffDistanceMetric(include_background=False, percentile=None, reduction="none")(
+                y_pred, y, **distance
+            ),
+            "hd95": HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")(
+                y_pred, y, **distance
+            ),
         }
     return {
         k: v.detach().cpu().numpy().astype(np.float64).reshape(prediction.shape[0], num_classes - 1)
@@ -388,11 +530,15 @@ def train_segmentation_network(
     train_handlers: Sequence[Any] = (),
     val_handlers: Sequence[Any] = (),
     metric_prefix: str = "",
+    optimizer: str = "Adam",
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
 ) -> TrainingResult:
     """Train a segmentation network with validation-based model selection and early stopping.
 
     Soft Dice loss on softmax outputs (``DiceLoss(softmax=True, to_onehot_y=True)``) or Dice +
-    cross-entropy (``loss="dice_ce"``), Adam. Every ``val_interval`` epochs the validation items are
+    cross-entropy (``loss="dice_ce"``), Adam or SGD (:func:`build_optimizer`). Every ``val_interval`` epochs the validation items are
     scored with the mean foreground Dice; the best weights are loaded into ``network`` when training
     ends, and training stops after ``patience`` validations without improvement.
 
@@ -421,6 +567,10 @@ def train_segmentation_network(
         val_handlers: more handlers for the ``SupervisedEvaluator`` (only built with ``val_items``); its
             ``engine.state.metrics`` holds ``"<metric_prefix>val_dice"`` and its epoch is the trainer's.
         metric_prefix: prefix of those metric names (e.g. ``"fold0_"``).
+        optimizer: ``"Adam"`` or ``"SGD"`` (see :func:`build_optimizer`).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        weight_decay: L2 penalty.
 
     Returns:
         :class:`TrainingResult`.
@@ -448,7 +598,7 @@ def train_segmentation_network(
         augmentation.set_random_state(seed=seed)
     loss_function = (DiceCELoss if loss == "dice_ce" else DiceLoss)(softmax=True, to_onehot_y=True)
     network = network.to(device)
-    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+    optimizer = build_optimizer(network.parameters(), optimizer, learning_rate, momentum, nesterov, weight_decay)
     result = TrainingResult()
 
     trainer = SupervisedTrainer(

@@ -40,12 +40,14 @@ from monai_synth.data.datalist import resolve_dataset
 from monai_synth.data.phantom import write_phantom_dataset
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.data.splits import check_no_leakage, kfold_datalist, split_datalist
-from monai_synth.evaluation.arms import ArmSpec, arm_training_items, plan_arms
+from monai_synth.evaluation.arms import ArmSpec, arm_training_items, oversample_real, plan_arms, real_subset
 from monai_synth.evaluation.config import StudyConfig
+from monai_synth.evaluation.inference import save_study_model
 from monai_synth.evaluation.segmentation import (
     SCORE_NAMES,
     build_network,
     class_mean,
+    network_class,
     predict_labels,
     segmentation_scores,
     standard_augmentation,
@@ -53,14 +55,18 @@ from monai_synth.evaluation.segmentation import (
 )
 from monai_synth.evaluation.statistics import compare_arms, summarize_cases
 from monai_synth.evaluation.tracking import StudyTracker, require_mlflow
+from monai_synth.evaluation.volumes import slice_spacing, volume_scores
 from monai_synth.utils.bundle import resolve_device
 from monai_synth.utils.environment import environment_info
+from monai_synth.utils.io import read_json
 
 __all__ = ["SyntheticEvaluationStudy"]
 
 logger = logging.getLogger(__name__)
 
 TEST_R = "test_R"
+#: Suffix of the test sets scored per volume (3D sources).
+VOLUME_SUFFIX = "/volume"
 _STATISTICS_SCORES = ("dice", "hd95")
 #: Settings shared by every arm, logged as MLflow parameters of each arm's run.
 _TRACKED_SETTINGS = (
@@ -68,6 +74,7 @@ _TRACKED_SETTINGS = (
     "max_epochs",
     "image_size",
     "learning_rate",
+    "optimizer",
     "batch_size",
     "loss",
     "folds",
@@ -111,6 +118,25 @@ def _generated_intensity(source: str) -> str | dict[str, Any]:
     if image.size and float(image.min()) >= -1.0 - 1e-3 and float(image.max()) <= 1.0 + 1e-3:
         return {"mode": "fixed", "input_range": (-1.0, 1.0)}
     return "auto"
+
+
+def labelled_test_datalist(source: str | os.PathLike | None) -> Path | None:
+    """The datalist JSON of ``source`` when it holds a labelled ``test`` list (then used as given), else ``None``.
+
+    ``source`` may be the JSON itself or a folder holding ``datalist.json``. A decathlon ``dataset.json``
+    whose ``test`` list has no labels does not count.
+    """
+    if source is None:
+        return None
+    path = Path(source)
+    path = path / "datalist.json" if path.is_dir() else path
+    if not path.is_file() or path.suffix.lower() != ".json":
+        return None
+    content = read_json(path)
+    test = content.get("test") if isinstance(content, dict) else None
+    if isinstance(test, list) and test and all(isinstance(e, dict) and e.get("label") for e in test):
+        return path
+    return None
 
 
 def _default_class_names(num_classes: int) -> dict[int, str]:
@@ -164,6 +190,9 @@ class SyntheticEvaluationStudy:
         self.feature_extractor = feature_extractor
         self.output_dir = Path(config.output_dir)
         self.device = resolve_device(config.device)
+        self._given_datalist: Path | None = None
+        self._volume_axis = 2
+        self._preprocessing: dict[str, Any] = {}
         if config.mlflow_tracking_uri:
             require_mlflow()
 
@@ -178,7 +207,71 @@ class SyntheticEvaluationStudy:
         if c.real_dataset_dir is None:
             kwargs.setdefault("phantom_samples", c.phantom_samples)
             kwargs.setdefault("seed", c.phantom_seed)
-        return PairedSliceDataset(c.real_dataset_dir, c.image_size, **kwargs)
+        given = labelled_test_datalist(c.real_dataset_dir)
+        if given is not None:
+            kwargs["datalist_key"] = "training"
+            self._given_datalist = given
+        return PairedSliceDataset(c.real_dataset_dir if given is None else given, c.image_size, **kwargs)
+
+    def _matching_kwargs(self, real: PairedSliceDataset) -> dict[str, Any]:
+        """Dataset arguments that preprocess other real data exactly as the real training data."""
+        kwargs = {k: v for k, v in self.config.real_dataset_kwargs.items() if k != "max_items"}
+        kwargs.setdefault("intensity", real.summary["intensity"])
+        rule = real.summary["mask_rule"] or {}
+        if "mask_mapping" not in kwargs and "mask_threshold" not in kwargs:
+            kwargs["mask_mapping"], kwargs["mask_threshold"] = rule.get("mapping"), rule.get("threshold")
+        kwargs["num_classes"] = real.num_classes
+        return kwargs
+
+    def _given_splits(self, real: PairedSliceDataset, real_items: list[dict[str, Any]]) -> list[dict[str, list]] | None:
+        """The training / validation / test lists of a real datalist that has a labelled ``test`` list."""
+        path = self._given_datalist
+        if path is None:
+            return None
+        c = self.config
+        if c.folds != 1:
+            raise ValueError(
+                f"The real datalist {path} has its own 'test' list (used as given) but --folds={c.folds}; use "
+                "--folds 1, or remove the 'test' list to let the study split the cases."
+            )
+        kwargs = self._matching_kwargs(real)
+        test = [dict(i) for i in PairedSliceDataset(path, c.image_size, datalist_key="test", **kwargs).data]
+        content = read_json(path)
+        if isinstance(content.get("validation"), list) and content["validation"]:
+            validation = [
+                dict(i) for i in PairedSliceDataset(path, c.image_size, datalist_key="validation", **kwargs).data
+            ]
+            training = real_items
+        else:
+            split = split_datalist(real_items, c.val_fraction, 0.0, seed=c.seed) if c.val_fraction > 0 else None
+            training = split["training"] if split else real_items
+            validation = split["validation"] if split else []
+        logger.info(
+            "Real datalist %s used as given: %d training, %d validation, %d test item(s).",
+            path, len(training), len(validation), len(test),
+        )  # fmt: skip
+        return [{"training": training, "validation": validation, "test": test}]
+
+    def _load_external(self, real: PairedSliceDataset) -> dict[str, list[dict[str, Any]]]:
+        """The external test-R sets (``test_datasets``), preprocessed as the real data, checked for channels."""
+        c = self.config
+        out = {}
+        for name, source in (c.test_datasets or {}).items():
+            if not Path(source).exists():
+                raise FileNotFoundError(f"--test_datasets {name!r}: {source} does not exist.")
+            key = "test" if labelled_test_datalist(source) is not None else "training"
+            try:
+                dataset = PairedSliceDataset(source, c.image_size, datalist_key=key, **self._matching_kwargs(real))
+            except ValueError as e:
+                raise ValueError(f"--test_datasets {name!r} ({source}): {e}") from e
+            if dataset.image_channels != real.image_channels:
+                raise ValueError(
+                    f"--test_datasets {name!r} ({source}) has {dataset.image_channels} image channel(s) but the real "
+                    f"data ({real.summary['source']}) has {real.image_channels}; an external test set must have the "
+                    "same channels (modalities) as the training data."
+                )
+            out[_safe_name(name)] = [dict(i) for i in dataset.data]
+        return out
 
     def _synthetic_sources(self) -> list[tuple[str | None, str]]:
         """``(name or None, datalist path)`` of every generated set; the phantom stand-in is written here."""
@@ -254,6 +347,50 @@ class SyntheticEvaluationStudy:
                     "regenerate from a model trained on this label set, or remap with `mask_mapping`."
                 )
 
+    def write_generator_datalist(self, path: str | os.PathLike, fold: int = 0, num_real: int | None = None) -> Path:
+        """Write the real training cases of ``fold`` (the first ``num_real`` of them) as a datalist for a generator.
+
+        The split-first recipe: a GAN that feeds this study must be trained on these cases only, never on
+        the validation or test cases the study scores. The cases are exactly those the study's ``real`` /
+        ``real_r<num_real>`` arms train on (same seed, same case-level split, same nested subset).
+
+        Args:
+            path: the datalist JSON to write (``{"training": [...]}``, paths relative to its folder).
+            fold: the fold (0 with ``folds=1``).
+            num_real: number of real training cases ``R`` (``None``: all training cases of the fold).
+
+        Returns:
+            The written path.
+
+        Raises:
+            ValueError: the built-in phantom as real data, a fold out of range, ``num_real`` too large.
+        """
+        from monai_synth.data.splits import write_datalist
+
+        c = self.config
+        if c.real_dataset_dir is None:
+            raise ValueError("write_generator_datalist needs real data files (--real_dataset_dir), not the phantom.")
+        given = labelled_test_datalist(c.real_dataset_dir)
+        items = resolve_dataset(given or c.real_dataset_dir)
+        if given is not None:
+            self._given_datalist = given
+            content = read_json(given)
+            has_validation = isinstance(content.get("validation"), list) and content["validation"]
+            training = (
+                items
+                if has_validation or c.val_fraction == 0
+                else split_datalist(items, c.val_fraction, 0.0, seed=c.seed)["training"]
+            )
+            splits = [{"training": training}]
+        else:
+            splits = self._real_splits(items, str(c.real_dataset_dir))
+        if not 0 <= fold < len(splits):
+            raise ValueError(f"fold={fold} is out of range: the study has {len(splits)} fold(s).")
+        training = real_subset(splits[fold]["training"], num_real, c.seed)
+        cases = len({str(i["case_id"]) for i in training})
+        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, cases, fold)
+        return write_datalist(path, {"training": [dict(i) for i in training]})
+
     def _real_splits(self, items: list[dict[str, Any]], source: str) -> list[dict[str, list[dict[str, Any]]]]:
         c = self.config
         try:
@@ -284,9 +421,40 @@ class SyntheticEvaluationStudy:
     def run(self) -> dict[str, Any]:
         """Run every arm on every fold, then write ``results.json``, ``report.md`` and the figures.
 
+        With ``networks``, the whole study runs once per network in ``output_dir/<network>/`` and
+        ``output_dir`` receives a combined ``report.md`` (one test-R table per network) and ``results.json``
+        (``{"networks": {network: results}}``).
+
         Returns:
             The results (what ``results.json`` holds, with NaN / inf as floats).
         """
+        c = self.config
+        for name in c.networks or [c.network]:
+            network_class(name)  # an unknown name or a non-module path fails before anything runs
+        if not c.networks:
+            return self._run_one()
+        from monai_synth.evaluation.report import write_network_comparison
+
+        out: dict[str, Any] = {}
+        for name in c.networks:
+            sub = replace(
+                c, network=name, networks=None, network_kwargs=self._network_kwargs(name),
+                output_dir=str(self.output_dir / _safe_name(name)),
+            )  # fmt: skip
+            logger.info("Network %s: study in %s", name, sub.output_dir)
+            out[name] = SyntheticEvaluationStudy(sub, feature_extractor=self.feature_extractor)._run_one()
+        results = {"study": "monai_synth synthetic_evaluation (per network)", "config": asdict(c), "networks": out}
+        write_network_comparison(results, self.output_dir)
+        return results
+
+    def _network_kwargs(self, name: str) -> dict[str, Any]:
+        """``network_kwargs`` of one network: its own entry when they are given per network."""
+        kwargs = self.config.network_kwargs
+        if self.config.networks and kwargs and set(kwargs) <= set(self.config.networks):
+            return dict(kwargs.get(name) or {})
+        return dict(kwargs)
+
+    def _run_one(self) -> dict[str, Any]:
         from monai_synth.evaluation.report import write_report
 
         c = self.config
@@ -295,22 +463,51 @@ class SyntheticEvaluationStudy:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         real = self._load_real()
         real_items = [dict(item) for item in real.data]
+        self._preprocessing = {
+            "intensity": real.summary["intensity"],
+            "mask_rule": real.summary["mask_rule"],
+            "slice_axis": c.real_dataset_kwargs.get("slice_axis", "auto"),
+            "class_names": {str(k): str(v) for k, v in real.label_names.items()},
+        }
+        given_splits = self._given_splits(real, real_items)
+        external = self._load_external(real)
         extractor = None
         if c.compute_fid and (c.synthetic_datalist or self._uses_phantom_standin()):
             extractor = self._feature_extractor(real.image_channels)  # missing weights fail before any training
         generated = self._load_generated(real)
         timings["data_seconds"] = time.perf_counter() - start
-        splits = self._real_splits(real_items, real.summary["source"])
+        splits = given_splits or self._real_splits(real_items, real.summary["source"])
+        if given_splits:
+            real_items = [i for k in ("training", "validation", "test") for i in given_splits[0][k]]
         pools = {name: gen.pool for name, gen in generated.items()}
-        arms = plan_arms(c.arms, c.num_synthetic or [], {n: len(p) for n, p in pools.items()}, c.augmentation)
+        arms = plan_arms(
+            c.arms,
+            c.num_synthetic or [],
+            {n: len(p) for n, p in pools.items()},
+            c.augmentation,
+            num_real=c.num_real,
+            hybrid_real_fraction=c.hybrid_real_fraction,
+        )
+        self._check_num_real(splits)
         class_names = [str(real.label_names.get(i, f"label_{i}")) for i in range(1, real.num_classes)]
-        test_sets = {TEST_R: None} | {
-            f"test_G:{n}": (g.test, _item_ids(g.test)) for n, g in generated.items() if g.test
-        }
-        arm_results = [
-            {**asdict(arm), "folds": [], "cases": {name: [] for name in test_sets}, "summary": {}} for arm in arms
+        test_sets = (
+            {TEST_R: None}
+            | {f"{TEST_R}:{n}": (items, _item_ids(items)) for n, items in external.items()}
+            | {f"test_G:{n}": (g.test, _item_ids(g.test)) for n, g in generated.items() if g.test}
+        )
+        self._volume_axis = self._slice_axis()
+        self._volumetric = {
+            name: slice_spacing((splits[0]["test"] if name == TEST_R else test_sets[name][0])[0], c.image_size,
+                                self._volume_axis) is not None
+            for name in test_sets if name.startswith(TEST_R)
+        }  # fmt: skip
+        case_sets = [
+            n for name in test_sets for n in (name, name + VOLUME_SUFFIX) if n == name or self._volumetric.get(name)
         ]
-        self._check_leakage(splits, arms, generated)  # before any training: refuse early
+        arm_results = [
+            {**asdict(arm), "folds": [], "cases": {name: [] for name in case_sets}, "summary": {}} for arm in arms
+        ]
+        self._check_leakage(splits, arms, generated, external)  # before any training: refuse early
 
         generative: dict[str, Any] | None = None
         if c.compute_fid and generated:
@@ -338,7 +535,7 @@ class SyntheticEvaluationStudy:
                 score: compare_arms({a["name"]: a["cases"][test_name] for a in arm_results}, score, c.alpha)
                 for score in _STATISTICS_SCORES
             }
-            for test_name in test_sets
+            for test_name in case_sets
         }
         mlflow = None
         if tracker is not None:
@@ -356,8 +553,25 @@ class SyntheticEvaluationStudy:
                 "phantom_real_first_seed": c.phantom_seed if c.real_dataset_dir is None else None,
                 "phantom_generated_first_seed": c.phantom_generated_seed if self._uses_phantom_standin() else None,
             },
-            "data": self._data_summary(real, class_names, splits, generated),
-            "test_sets": list(test_sets),
+            "data": self._data_summary(real, class_names, splits, generated)
+            | {
+                "real_datalist_as_given": str(self._given_datalist) if given_splits else None,
+                "external_test_sets": {
+                    n: {
+                        "source": c.test_datasets[n] if n in c.test_datasets else n,
+                        "num_items": len(items),
+                        "cases": sorted({str(i["case_id"]) for i in items}),
+                    }
+                    for n, items in external.items()
+                },  # fmt: skip
+                "real_subsets": self._real_subsets(splits),
+                "volume_spacing_mm": {
+                    name: sorted({tuple(case.get("spacing", ())) for a in arm_results[:1] for case in a["cases"][name]})
+                    for name in case_sets
+                    if name.endswith(VOLUME_SUFFIX)
+                },  # fmt: skip
+            },
+            "test_sets": case_sets,
             "arms": arm_results,
             "statistics": statistics,
             "generative_metrics": generative,
@@ -395,25 +609,57 @@ class SyntheticEvaluationStudy:
         shared = {k: getattr(self.config, k) for k in _TRACKED_SETTINGS} | {"real_dataset": real_source}
         params = {}
         for arm in arms:
-            real_train, _ = arm_training_items(arm, first_split["training"], pools)
+            real_train, _ = arm_training_items(arm, first_split["training"], pools, self.config.seed)
             params[arm.name] = shared | {
                 "arm": arm.name,
                 "kind": arm.kind,
                 "synthetic_set": arm.synthetic_set or "",
                 "num_synthetic": arm.num_synthetic,
                 "num_real_train": len(real_train),
+                "num_real": "all" if arm.num_real is None else arm.num_real,
+                "hybrid_real_fraction": arm.real_fraction if arm.real_fraction is not None else "",
                 "augment": arm.augment,
             }
         return params
 
-    def _check_leakage(self, splits, arms, generated) -> None:
-        """Refuse any case or image file shared by the training data of an arm and a test set."""
-        pools = {name: gen.pool for name, gen in generated.items()}
+    def _slice_axis(self) -> int:
+        axis = self.config.real_dataset_kwargs.get("slice_axis", "auto")
+        return 2 if axis in ("auto", None) else int(axis)
+
+    def _check_num_real(self, splits) -> None:
+        """Refuse a ``num_real`` larger than a fold's real training cases, before any training."""
         for fold, split in enumerate(splits):
-            tests = [("test-R", split["test"])] + [(f"test-G of {n}", g.test) for n, g in generated.items() if g.test]
-            checks = [("real training/validation", split["training"] + split["validation"], tests[:1])]
+            for r in self.config.num_real or []:
+                try:
+                    real_subset(split["training"], r, self.config.seed)
+                except ValueError as e:
+                    raise ValueError(f"Fold {fold}: {e}") from e
+
+    def _real_subsets(self, splits) -> list[dict[str, list[str]]] | None:
+        """Per fold, the real training cases of every ``num_real`` (``None`` -> ``"all"``)."""
+        if self.config.num_real is None:
+            return None
+        return [
+            {
+                "all" if r is None else str(r): sorted({str(i["case_id"]) for i in real_subset(s["training"], r, self.config.seed)})
+                for r in self.config.num_real
+            }
+            for s in splits
+        ]  # fmt: skip
+
+    def _check_leakage(self, splits, arms, generated, external=None) -> None:
+        """Refuse any case, image file or byte-identical image shared by the training data of an arm and a test set."""
+        pools = {name: gen.pool for name, gen in generated.items()}
+        seed = self.config.seed
+        for fold, split in enumerate(splits):
+            real_tests = [("test-R", split["test"])] + [
+                (f"external test set {n}", i) for n, i in (external or {}).items()
+            ]
+            tests = real_tests + [(f"test-G of {n}", g.test) for n, g in generated.items() if g.test]
+            checks = [("real training/validation", split["training"] + split["validation"], real_tests)]
             checks += [
-                (f"arm {arm.name}", sum(arm_training_items(arm, split["training"], pools), []), tests) for arm in arms
+                (f"arm {arm.name}", sum(arm_training_items(arm, split["training"], pools, seed), []), tests)
+                for arm in arms
             ]
             for what, train, test_sets in checks:
                 for test_name, test_items in test_sets:
@@ -440,10 +686,14 @@ class SyntheticEvaluationStudy:
     ) -> None:
         """Train ``arm`` on ``fold`` (``handlers`` attached to its trainer and evaluator), score every test set."""
         c = self.config
-        real_train, synthetic_train = arm_training_items(arm, split["training"], pools)
-        train = real_train + synthetic_train
+        real_train, synthetic_train = arm_training_items(arm, split["training"], pools, c.seed)
+        real_used = oversample_real(real_train, len(synthetic_train), arm.real_fraction)
+        train = real_used + synthetic_train
         prefix = f"fold {fold + 1}/{num_folds} {arm.name}"
-        logger.info("%s: %d real + %d generated training pairs", prefix, len(real_train), len(synthetic_train))
+        logger.info(
+            "%s: %d real (%d case(s), %d after oversampling) + %d generated training pairs",
+            prefix, len(real_train), len({str(i["case_id"]) for i in real_train}), len(real_used), len(synthetic_train),
+        )  # fmt: skip
         set_determinism(seed=c.seed + fold)  # same initial weights for every arm of a fold
         network = build_network(c.network, train[0]["image"].shape[0], num_classes, **c.network_kwargs)
         augmentation = standard_augmentation(c.image_size, **c.augmentation_kwargs) if arm.augment else None
@@ -467,31 +717,54 @@ class SyntheticEvaluationStudy:
             train_handlers=handlers,
             val_handlers=handlers,
             metric_prefix=f"fold{fold}_",
+            optimizer=c.optimizer,
+            momentum=c.momentum,
+            nesterov=c.nesterov,
+            weight_decay=c.weight_decay,
         )
         set_determinism(seed=None)
+        model_path = None
+        if c.save_models:
+            model_path = self.output_dir / "models" / _safe_name(arm.name) / f"fold{fold}" / "model.pt"
+            save_study_model(
+                model_path, network, c.network, c.network_kwargs, train[0]["image"].shape[0], num_classes,
+                c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
+                best_epoch=training.best_epoch,
+            )  # fmt: skip
         eval_start = time.perf_counter()
         for test_name, (items, ids) in test_sets.items():
             images = torch.as_tensor(np.stack([i["image"] for i in items]))
             labels = torch.as_tensor(np.stack([i["label"] for i in items]))
-            scores = segmentation_scores(
-                predict_labels(network, images, c.batch_size, self.device), labels, num_classes
-            )
+            predictions = predict_labels(network, images, c.batch_size, self.device)
+            scores = segmentation_scores(predictions, labels, num_classes)
             for row, (item, item_id) in enumerate(zip(items, ids)):
                 case: dict[str, Any] = {"fold": fold, "item_id": item_id, "case_id": str(item["case_id"])}
                 for score in SCORE_NAMES:
                     case[score] = dict(zip(class_names, scores[score][row].tolist()))
                     case[f"{score}_mean"] = float(class_mean(scores[score][row]))
                 record["cases"][test_name].append(case)
+            if test_name + VOLUME_SUFFIX in record["cases"]:
+                for case_id, volume, spacing in volume_scores(
+                    predictions, labels, items, num_classes, c.image_size, self._volume_axis
+                ):
+                    case = {"fold": fold, "item_id": case_id, "case_id": case_id, "spacing": list(spacing)}
+                    for score in SCORE_NAMES:
+                        case[score] = dict(zip(class_names, volume[score].tolist()))
+                        case[f"{score}_mean"] = float(class_mean(volume[score]))
+                    record["cases"][test_name + VOLUME_SUFFIX].append(case)
         eval_seconds = time.perf_counter() - eval_start
         record["folds"].append(
             {
                 "fold": fold,
                 "num_real_train": len(real_train),
+                "num_real_cases": len({str(i["case_id"]) for i in real_train}),
+                "num_real_oversampled": len(real_used),
                 "num_synthetic_train": len(synthetic_train),
                 "num_validation": len(split["validation"]),
                 "training": training.as_dict(),
                 "train_seconds": training.seconds,
                 "eval_seconds": eval_seconds,
+                "model": None if model_path is None else model_path.relative_to(self.output_dir).as_posix(),
             }
         )
         dice = np.nanmean([r["dice_mean"] for r in record["cases"][TEST_R] if r["fold"] == fold])

@@ -1,6 +1,8 @@
-"""Ignite handlers: checkpoints with resume, sample grids, generator EMA, ADA.
+"""monai_synth.handlers: ignite handlers attached in the bundle configs.
 
-Also the quality tracker of generator training (KID/FID, duplicates, diversity, collapse stop, best snapshot)."""
+Checkpoints with resume and generator export, sample grids, progress and run summary, generator EMA, ADA p, pair writer,
+and the quality tracker of generator training (duplicates, diversity, mask sanity, KID/FID, collapse stop, best snapshot).
+"""
 
 from __future__ import annotations
 

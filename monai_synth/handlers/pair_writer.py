@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_synth.utils.io import save_nifti_atomic, save_png_atomic
+from monai_synth.data import orientation as orient
 from monai_synth.utils.visualize import to_uint8
 
 __all__ = ["GeneratedPairWriter"]
@@ -32,6 +33,10 @@ class GeneratedPairWriter:
         save_png: also write 8-bit PNG previews.
         map_keys: keys of per-pixel float maps written when present, as ``<name>_<key without "gen_">.nii.gz``
             (the style interpreter's ``gen_uncertainty``).
+        generator_config: the generator export's config (``GenerationParts.config``): files follow its
+            orientation record (:mod:`monai_synth.data.orientation`) so that they load like the training
+            sources; ``None`` or an export without the record writes the pre-contract layout (with a warning).
+            Images with ``C > 1`` channels are written one file per channel (``<name>_image_c0.nii.gz``, ...).
     """
 
     def __init__(
@@ -41,6 +46,7 @@ class GeneratedPairWriter:
         label_key: str = "gen_label",
         save_png: bool = False,
         map_keys: tuple[str, ...] = ("gen_uncertainty",),
+        generator_config: dict[str, Any] | None = None,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.image_key = image_key
@@ -48,6 +54,7 @@ class GeneratedPairWriter:
         self.save_png = save_png
         self.map_keys = tuple(map_keys)
         self.written: list[Path] = []
+        self.orientation = orient.export_orientation(generator_config or {}, "GeneratedPairWriter's generator_config")
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
@@ -64,21 +71,17 @@ class GeneratedPairWriter:
                 )
             if self.image_key in out:  # image-only generators (StyleGAN2 image mode) write no label
                 image = _numpy(out[self.image_key]).astype(np.float32)
-                self.written.append(save_nifti_atomic(self.output_dir / f"{name}_image.nii.gz", image))
+                self.written += orient.save_image(self.output_dir / f"{name}_image.nii.gz", image, self.orientation)
                 if self.save_png:
-                    save_png_atomic(
-                        self.output_dir / f"{name}_image.png",
-                        to_uint8(image[0]),
-                    )
+                    orient.save_preview(self.output_dir / f"{name}_image.png", to_uint8(image[0]), self.orientation)
             if self.label_key in out:  # mask-only generators (M-SG) write no image
                 label = _numpy(out[self.label_key]).astype(np.uint8)
-                path = save_nifti_atomic(self.output_dir / f"{name}_label.nii.gz", label[0])
+                path = orient.save_label(self.output_dir / f"{name}_label.nii.gz", label, self.orientation)
                 if self.image_key not in out:
                     self.written.append(path)
                 if self.save_png:
-                    save_png_atomic(self.output_dir / f"{name}_label.png", label[0])
+                    orient.save_preview(self.output_dir / f"{name}_label.png", label[0], self.orientation)
             for key in self.map_keys:
                 if key in out:
                     suffix = key.removeprefix("gen_")
-                    value = _numpy(out[key]).astype(np.float32)
-                    save_nifti_atomic(self.output_dir / f"{name}_{suffix}.nii.gz", value.reshape(value.shape[-2:]))
+                    orient.save_map(self.output_dir / f"{name}_{suffix}.nii.gz", _numpy(out[key]), self.orientation)

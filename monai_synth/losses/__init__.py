@@ -1,4 +1,7 @@
-"""Adversarial losses and regularisers."""
+"""monai_synth.losses: adversarial losses and regularisers of the GAN trainers.
+
+Non-saturating logistic losses, R1 penalty, path-length regularisation.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Utilities: atomic file writing, pictures of pairs."""
+"""monai_synth.utils: atomic file writing, the export contract (generator / interpreter files), bundle overrides.
+
+Also the one-writer run lock (``locking``), pictures of pairs (``pair_grid``, ``to_uint8``) and environment capture for run records.
+"""
 
 from __future__ import annotations
 

@@ -177,7 +177,7 @@ def _root_cause(error: BaseException) -> BaseException:
     seen = set()
     while id(error) not in seen:
         seen.add(id(error))
-        nxt = error.__cause__ or error.__context__
+        nxt = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
         if nxt is None:
             break
         error = nxt

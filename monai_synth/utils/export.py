@@ -6,7 +6,10 @@
 
     {"generator_class": "monai_synth.networks.nets.<Class>", "generator": <its get_config()>,
      "discriminator": <its get_config()>, "data": {"image_size", "image_channels", "num_classes",
-     "label_names", "components_per_class", "intensity"}, ["latent": {"dim", "distribution"}], ...}
+     "label_names", "components_per_class", "intensity", "orientation"}, ["latent": {"dim", "distribution"}], ...}
+
+``data["orientation"]`` (``{"layout", "affine", "source_format"}``, see :mod:`monai_synth.data.orientation`)
+says how generated files must be written to load like the training sources; older exports lack it.
 
 ``interpreter.pt`` (:func:`save_interpreter`) is ``{"state_dict", "config", "generator_sha256",
 "label_names", ...}``: the pixel-classifier ensemble and the sha256 of the generator whose features it
@@ -112,6 +115,8 @@ def generator_export_config(
             "intensity": summary["intensity"],
         },
     }
+    if summary.get("orientation") is not None:  # how generated files are written: monai_synth.data.orientation
+        config["data"]["orientation"] = summary["orientation"]
     if latent_distribution is not None:
         dim = generator_config.get("z_dim", generator_config.get("latent_dim"))
         config["latent"] = {"dim": int(dim), "distribution": latent_distribution}

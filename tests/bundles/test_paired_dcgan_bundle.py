@@ -1,4 +1,5 @@
-"""The paired_dcgan bundle, started the way a user starts it: ``python -m monai.bundle ...`` subprocesses.
+"""The paired_dcgan bundle, started the way a user starts it: ``monai.bundle run ...`` (in-process, see
+``bundle_helpers.bundle``; the command line itself is smoke-tested in ``test_cli_smoke.py``).
 
 One tiny phantom training run (32 x 32, a few iterations) is shared by the module; the other tests
 generate from it, resume it, and feed it bad input.

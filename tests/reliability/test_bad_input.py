@@ -2,9 +2,8 @@
 and leaves what the output folder already held untouched.
 
 Bundles run in-process with ``monai.bundle.run(config_file=..., **overrides)`` (one command-line
-smoke test checks the same refusal through ``python -m monai.bundle run``). Cases for issue 15 items
-that other branches are fixing are ``xfail(strict=True)``: they fail on main today and must pass once
-the fix is merged (then the mark goes).
+smoke test checks the same refusal through ``python -m monai.bundle run``). The cases for issue 15
+items 5-8 failed before their fixes.
 """
 
 from __future__ import annotations
@@ -141,7 +140,6 @@ def test_bad_dataset_is_refused_naming_the_file(spoil: Callable[[Path], list[str
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 7: NaN reported against the image file, fixed on branch rel")
 def test_nan_in_an_image_names_the_image_file_not_the_label(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "data", fmt="nii")
     image = np.asarray(nib.load(str(data / "images" / "case_2.nii.gz")).dataobj).copy()
@@ -181,7 +179,6 @@ def _error_or_warnings(config: str, **overrides) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 5: stray mask values named, fixed on branch rel")
 def test_mask_with_a_stray_value_is_named_with_its_values(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "data")
     label = np.zeros((40, 40), np.uint8)
@@ -197,7 +194,6 @@ def test_mask_with_a_stray_value_is_named_with_its_values(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 6: tiny images refused, fixed on branch rel")
 def test_a_1x1_image_among_normal_ones_is_refused_naming_file_and_size(tmp_path: Path) -> None:
     data = _dataset(tmp_path / "data")
     Image.fromarray(np.full((1, 1), 100, np.uint8)).save(data / "images" / "case_5.png")
@@ -218,7 +214,6 @@ def _generator(request: pytest.FixtureRequest, family: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 8: foreign generator named, not KeyError, fixed on branch rel")
 @pytest.mark.parametrize(("bundle", "trained_by"), [("datasetgan", "paired_dcgan"), ("paired_dcgan", "datasetgan")])
 def test_inference_refuses_a_generator_of_the_other_bundle_naming_it(
     bundle: str, trained_by: str, request: pytest.FixtureRequest, tmp_path: Path

@@ -101,7 +101,6 @@ def test_kill_during_a_pair_write_then_resume_equals_the_uninterrupted_set(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 1: stale temp files removed on resume, fixed on branch rel")
 def test_kill_during_a_pair_write_leaves_no_temp_file_after_resume(killed_mid_pair_write: dict) -> None:
     assert temp_files(killed_mid_pair_write["out"]) == []
 
@@ -150,7 +149,6 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes(kille
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 15 item 1: stale temp files removed on resume, fixed on branch rel")
 def test_kill_during_a_checkpoint_write_leaves_no_temp_file_after_resume(killed_mid_checkpoint_write: dict) -> None:
     assert temp_files(killed_mid_checkpoint_write["run_dir"]) == []
 
@@ -183,9 +181,6 @@ def test_kill_during_training_then_resume_completes_like_an_uninterrupted_run(tm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="issue 15 item 3: resume with a changed learning rate refused or applied, fixed on branch rel"
-)
 def test_resume_with_a_changed_learning_rate_is_refused_or_applied(dcgan_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(dcgan_run / "checkpoints", run_dir / "checkpoints")
@@ -241,9 +236,6 @@ def test_kill_during_a_study_arm_then_rerun_has_every_arm(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="issue 15 item 2: datasetgan resume exact only on epoch boundaries, not fixed yet"
-)
 def test_datasetgan_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     # 12 phantoms, batch 4: 3 iterations per epoch, 6 in all; checkpoints at 2, 4 and 6 (mid-epoch)
     train = config_file("datasetgan", "train")

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from monai_synth.apps.generation import sample_seed
+from monai_synth.data import orientation as orient
 from monai_synth.inferers import StyleInterpreterInferer, latent_spec
 from monai_synth.metrics.segmentation import score_labels
 from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.networks.nets import PixelClassifierEnsemble
 from monai_synth.transforms import DecodePaired
 from monai_synth.utils.export import file_sha256, load_generator, save_interpreter
-from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.utils.io import read_json, torch_save_atomic, write_json_atomic
 from monai_synth.utils.visualize import to_uint8
 
 from .interpreter_training import train_style_interpreter
@@ -63,6 +64,8 @@ def export_for_annotation(
     ids = [f"ann_{s:08d}" for s in seeds]
     z = latents_from_seeds(seeds, dim, distribution=distribution)
     data = config.get("data", {})
+    # images load like the training sources (MONAI LoadImage); masks drawn on them are read back by load_annotations
+    orientation = orient.export_orientation(config, generator_path)
     decode = None
     if gconfig["mode"] == "paired":
         decode = DecodePaired(int(data["image_channels"]), int(data["num_classes"]))
@@ -76,11 +79,11 @@ def export_for_annotation(
         for j in range(images.shape[0]):
             name = ids[start + j]
             image = images[j].numpy()
-            save_nifti_atomic(out / "images" / f"{name}_image.nii.gz", image.astype(np.float32))
+            orient.save_image(out / "images" / f"{name}_image.nii.gz", image, orientation)
             if save_png:
-                save_png_atomic(out / "images" / f"{name}_image.png", to_uint8(image[0]))
+                orient.save_preview(out / "images" / f"{name}_image.png", to_uint8(image[0]), orientation)
             if labels is not None:
-                save_nifti_atomic(out / "auto_labels" / f"{name}_label.nii.gz", labels[j, 0].numpy().astype(np.uint8))
+                orient.save_label(out / "auto_labels" / f"{name}_label.nii.gz", labels[j].numpy(), orientation)
     torch_save_atomic({"z": z, "seeds": seeds, "ids": ids}, out / "latents.pt")
     manifest = {
         "generator_path": str(generator_path),
@@ -94,6 +97,7 @@ def export_for_annotation(
         "ids": ids,
         "seeds": seeds,
         "auto_labels": decode is not None,
+        "orientation": orientation,
         "how_to_annotate": "Label each images/<id>_image.nii.gz; save the mask as <labels_dir>/<id>_label.nii.gz "
         "(integer labels 0..K-1, same size). Unannotated ids are skipped.",
     }
@@ -148,7 +152,8 @@ def load_annotations(
     masks = []
     for i in ids:
         array = np.asarray(nib.load(str(files[i])).dataobj)
-        array = np.squeeze(array)
+        # back to the generator's layout (the mask has the exported image's file layout); old exports: as is
+        array = orient.from_file_layout(np.squeeze(array), manifest.get("orientation"))
         if array.shape != (size, size):
             raise ValueError(f"{files[i]} has shape {array.shape}; the exported image is {size} x {size}.")
         if not np.all(np.equal(np.mod(array, 1), 0)) or array.min() < 0 or array.max() >= k:

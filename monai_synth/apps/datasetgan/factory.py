@@ -56,8 +56,10 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
 
     Sample ``i`` is the generator's image for latent seed ``seed * 10**6 + i`` (N(0, 1) z, constant noise)
     and the interpreter's majority vote over it, post-processed and de-duplicated exactly as in
-    :class:`~monai_synth.apps.generation.PairedDatasetFactory` (read its docstring for the output layout, shards
-    and resume). Each pair's ``uncertainty_score`` (mean of its ``top_fraction`` highest per-pixel
+    :class:`~monai_synth.apps.generation.PairedDatasetFactory` (read its docstring for the output layout, shards,
+    resume, shrinking and the lock). The generator and the interpreter see the same full batches on a fixed
+    seed grid, so for a given ``batch_size`` a pair is bit-identical whatever the sharding, resumption or
+    extension; across batch sizes or machines labels are identical and images equal to float tolerance. Each pair's ``uncertainty_score`` (mean of its ``top_fraction`` highest per-pixel
     Jensen-Shannon disagreements) goes to the manifest. When every shard exists, the ``drop_fraction``
     most uncertain non-duplicate pairs are left out of ``datalist.json``; their files stay on disk and the
     manifest says why (``kept: false``, ``reason``). The filter is a run-level choice, not part of the

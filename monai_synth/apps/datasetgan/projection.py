@@ -39,13 +39,14 @@ import torch.nn.functional as F
 from monai.metrics import PSNRMetric, SSIMMetric
 from torch import nn
 
+from monai_synth.data import orientation as orient
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.inferers import StyleInterpreterInferer
 from monai_synth.metrics.segmentation import score_labels
 from monai_synth.networks.latents import sample_latents
 from monai_synth.networks.nets import LatentEncoder, PixelClassifierEnsemble, StyleGAN2Discriminator
 from monai_synth.utils.export import file_sha256, load_discriminator, load_generator, load_interpreter, save_interpreter
-from monai_synth.utils.io import save_nifti_atomic, save_png_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.utils.io import save_png_atomic, torch_save_atomic, write_json_atomic
 from monai_synth.utils.visualize import to_uint8
 
 from .interpreter_training import train_style_interpreter
@@ -612,12 +613,14 @@ def segment_real_images(
         scores += out["uncertainty_score"].cpu().tolist()
     labels, uncertainty = torch.cat(labels), torch.cat(uncertainty)
     out_dir = Path(output_dir)
+    # outputs load like the segmented images themselves (MONAI LoadImage; their first case's geometry)
+    orientation = dataset.summary["orientation"]
     records = []
     for i, item in enumerate(items):
         name = f"{i:04d}_{item.get('case_id', 'image')}"
-        save_nifti_atomic(out_dir / f"{name}_label.nii.gz", labels[i, 0].numpy().astype(np.uint8))
-        save_nifti_atomic(out_dir / f"{name}_uncertainty.nii.gz", uncertainty[i, 0].numpy().astype(np.float32))
-        save_nifti_atomic(out_dir / f"{name}_reconstruction.nii.gz", projected.image[i].cpu().numpy())
+        orient.save_label(out_dir / f"{name}_label.nii.gz", labels[i].numpy(), orientation)
+        orient.save_map(out_dir / f"{name}_uncertainty.nii.gz", uncertainty[i].numpy(), orientation)
+        orient.save_image(out_dir / f"{name}_reconstruction.nii.gz", projected.image[i].cpu().numpy(), orientation)
         records.append({"name": name, "psnr": round(float(projected.psnr[i]), 3),
                         "ssim": round(float(projected.ssim[i]), 4), "uncertainty_score": round(scores[i], 6)})  # fmt: skip
     summary: dict[str, Any] = {

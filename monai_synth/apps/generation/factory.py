@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,13 @@ import numpy as np
 import torch
 from monai.transforms import Compose
 
+from monai_synth.data import orientation as orient
 from monai_synth.data.deduplication import DuplicateFilter, duplicate_rate
 from monai_synth.inferers import latent_spec
 from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.utils.export import file_sha256, load_generator
-from monai_synth.utils.io import read_json, save_nifti_atomic, save_png_atomic, write_json_atomic
+from monai_synth.utils.io import read_json, write_json_atomic
+from monai_synth.utils.locking import LockHeldError, RunLock
 from monai_synth.utils.visualize import to_uint8
 
 from .postprocessing import pair_postprocessing, resolve_num_components
@@ -26,6 +31,7 @@ __all__ = ["PairedDatasetFactory", "sample_seed"]
 logger = logging.getLogger(__name__)
 
 _SEEDS_PER_RUN = 1_000_000
+LOCK_NAME = ".lock"
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -38,17 +44,29 @@ def sample_seed(seed: int, index: int) -> int:
 class PairedDatasetFactory:
     """The labelled-data factory: ``num_samples`` generated pairs as NIfTI + a MONAI datalist + a manifest.
 
-    Sample ``i`` uses latent seed ``seed * 10**6 + i``, so a run is idempotent for a given seed (same
-    weights, same settings, same batch size give identical files). Work is cut in shards of
-    ``shard_size`` samples; a shard's files are written atomically, then its record
-    ``shards/shard_XXXXX.json``. A killed run resumes at the first shard without a record, and the
+    Sample ``i`` uses latent seed ``seed * 10**6 + i``. The generator always runs full batches of
+    ``batch_size`` consecutive samples on a fixed grid (batch ``k`` is samples ``[k * B, (k + 1) * B)``;
+    the last batch of a shard is padded with the following seeds, the extras discarded), with the global
+    RNG seeded from the batch's first seed, so sample ``i`` is always computed in the same batch at the
+    same position. The promise: for a given ``batch_size`` a pair is bit-identical whatever the sharding,
+    resumption or extension; across batch sizes or machines labels are identical and images equal to
+    float tolerance (CPU kernels round differently for other batch shapes). A ``shard_size`` that is a
+    multiple of ``batch_size`` wastes no padding.
+
+    Work is cut in shards of ``shard_size`` samples; a shard's files are written atomically, then its
+    record ``shards/shard_XXXXX.json``. A killed run resumes at the first shard without a record, and the
     de-duplication state is restored from the previous record, so decisions equal an uninterrupted
-    run's. Asking for more samples later extends the set.
+    run's. Asking for more samples later extends the set; asking for fewer shrinks it: after the new
+    datalist and manifest are written, the pairs and shard records beyond ``num_samples`` are removed
+    (a warning says how many; a rerun finishes a removal cut short by a kill). A run holds
+    ``<output_dir>/.lock`` (``fcntl.flock``, released when the process dies, even by ``kill -9``); a
+    second run on the same folder stops at once with :class:`~monai_synth.utils.locking.LockHeldError`.
 
     Output folder::
 
         generation.json          settings fingerprint (generator sha256, seed, post-processing, dedup)
-        pairs/<id>_image.nii.gz  image (C, H, W) float32 in [-1, 1] (C = 1 stored as (H, W))
+        .lock                    while a run writes the folder: its pid and host
+        pairs/<id>_image.nii.gz  image float32 in [-1, 1] (C > 1: <id>_image_c0.nii.gz, ... one per channel)
         pairs/<id>_label.nii.gz  uint8 labels 0..K-1 (after post-processing)
         pairs/<id>_*.png         with save_png
         shards/shard_XXXXX.json  per-shard records (resume points)
@@ -56,14 +74,18 @@ class PairedDatasetFactory:
                                  post-processing change fraction, label fractions; plus summary
         datalist.json            {"training": [{"image", "label", "case_id", "seed"}, ...]} of kept pairs
 
+    Files follow the orientation contract of :mod:`monai_synth.data.orientation`: read with MONAI's
+    default ``LoadImaged`` + ``EnsureChannelFirstd`` they have the orientation of the training sources
+    (``(C, H, W)`` images beside ``(1, H, W)`` labels) and NIfTI files carry the source slice geometry.
+
     Args:
         generator_path: exported ``generator.pt`` (see :func:`~monai_synth.utils.export.load_generator`).
         output_dir: output folder; refused if it holds a set made with other settings.
         num_samples: number of pairs to generate (duplicates are dropped from the datalist, so the
             datalist may hold fewer; the manifest says why each was dropped).
         seed: run seed.
-        batch_size: generator batch size.
-        shard_size: samples per shard (resume granularity).
+        batch_size: generator batch size; pairs are bit-identical only between runs with the same value.
+        shard_size: samples per shard (resume granularity); best a multiple of ``batch_size``.
         threshold: binary mask threshold in [-1, 1] (Neff et al. used 150/255, i.e. about 0.18).
         postprocess: keep the largest component(s) per class and fill holes.
         num_components: components kept per class, or ``"auto"``: the largest typical count seen in
@@ -113,11 +135,13 @@ class PairedDatasetFactory:
         self.save_png = bool(save_png)
         self.device = torch.device(device)
         self.id_prefix = id_prefix
+        self._batch_cache: tuple[int, tuple[list[Any], list[dict[str, Any]]]] | None = None
         self.network, self.config = load_generator(self.generator_path, self.device)
         data = self.config.get("data", {})
         self.image_channels = int(data["image_channels"])
         self.num_classes = int(data["num_classes"])
         self.mode = self.config.get("generator", {}).get("mode", "paired")
+        self.orientation = orient.export_orientation(self.config, self.generator_path)
         self._check_mode()
         self.latent_dim, self.latent_distribution = latent_spec(self.config)
         num_components = resolve_num_components(num_components, self.config)
@@ -170,6 +194,22 @@ class PairedDatasetFactory:
             names = {str(i): f"label_{i}" for i in range(self.num_classes)}
         return names
 
+    def _refuse_foreign_folder(self, ignore_hidden: bool = False) -> None:
+        """Refuse a folder that holds files but no ``generation.json`` (not a generated set).
+
+        ``ignore_hidden`` skips hidden names: before the lock is taken, another run may be between its lock
+        file and its ``generation.json`` (whose atomic temporary file is hidden).
+        """
+        if (self.output_dir / "generation.json").is_file() or not self.output_dir.is_dir():
+            return
+        if any(
+            p.name != LOCK_NAME and not (ignore_hidden and p.name.startswith(".")) for p in self.output_dir.iterdir()
+        ):
+            raise ValueError(
+                f"{self.output_dir} is not empty and holds no generation.json; refusing to write a generated set "
+                "into it. Choose an empty or new output_dir."
+            )
+
     def _check_output_dir(self) -> None:
         marker = self.output_dir / "generation.json"
         if marker.is_file():
@@ -185,12 +225,61 @@ class PairedDatasetFactory:
                     "differ); nothing was overwritten. Choose another output_dir or delete that folder."
                 )
             return
-        if self.output_dir.exists() and any(self.output_dir.iterdir()):
-            raise ValueError(
-                f"{self.output_dir} is not empty and holds no generation.json; refusing to write a generated set "
-                "into it. Choose an empty or new output_dir."
-            )
+        self._refuse_foreign_folder()
         write_json_atomic(marker, {"fingerprint": self.fingerprint, "config": self.config})
+
+    def _lock(self) -> RunLock:
+        """Take ``<output_dir>/.lock`` for the whole run.
+
+        Raises:
+            LockHeldError: another run is writing this folder (nothing has been written then).
+        """
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return RunLock(self.output_dir / LOCK_NAME).acquire()
+        except LockHeldError as err:
+            held = err
+        # raised outside the handler, so the message a user reads last is this one, not the lock's
+        pid = held.pid if held.pid is not None else "unknown"
+        host = held.host if held.host is not None else "unknown"
+        raise LockHeldError(
+            f"{self.output_dir} is being written by another generate run (pid {pid} on host {host}); wait for it "
+            "or use another --output_dir.",
+            held.path,
+            held.pid,
+            held.host,
+        )
+
+    def _pair_id(self, index: int) -> str:
+        # ids are unique across run seeds, so sets generated with different seeds can meet in one study
+        return f"{self._id_stem()}{index:06d}"
+
+    def _id_stem(self) -> str:
+        return f"{self.id_prefix}_" if self.seed == 0 else f"{self.id_prefix}_s{self.seed}_"
+
+    def _stale(self, num_shards: int) -> tuple[list[Path], list[Path], set[int]]:
+        """What a larger earlier run left beyond this run's set: ``(shard records, pair files, pair indices)``.
+
+        Shard records ``>= num_shards``, pair files of indices ``>= num_samples``; the indices also
+        cover the pairs those records list (near-duplicates have no files).
+        """
+        records, files, indices = [], [], set()
+        for path in sorted((self.output_dir / "shards").glob("shard_*.json")):
+            match = re.fullmatch(r"shard_(\d+)\.json", path.name)
+            if match and int(match[1]) >= num_shards:
+                records.append(path)
+                try:
+                    indices |= {int(e["index"]) for e in read_json(path)["pairs"]}
+                except (OSError, ValueError, KeyError, TypeError):
+                    pass
+        pattern = re.compile(rf"{re.escape(self._id_stem())}(\d+)_(image(?:_c\d+)?|label)\.(nii\.gz|png)")
+        if (self.output_dir / "pairs").is_dir():
+            for path in sorted((self.output_dir / "pairs").iterdir()):
+                match = pattern.fullmatch(path.name)
+                if match and int(match[1]) >= self.num_samples:
+                    files.append(path)
+                    indices.add(int(match[1]))
+        return records, files, {i for i in indices if i >= self.num_samples}
 
     def _shard_path(self, shard: int) -> Path:
         return self.output_dir / "shards" / f"shard_{shard:05d}.json"
@@ -201,28 +290,62 @@ class PairedDatasetFactory:
             return None
         record = read_json(path)
         for entry in record["pairs"]:
-            if entry["kept"] and not all((self.output_dir / entry[k]).is_file() for k in ("image", "label")):
+            files = [f for k in ("image", "label") for f in np.atleast_1d(entry.get(k) or [])]
+            if entry["kept"] and not all((self.output_dir / f).is_file() for f in files):
                 logger.warning("%s lists files that are missing; regenerating shard %d.", path, shard)
                 return None
         return record
 
+    def _seed_of(self, index: int) -> int:
+        """Latent seed of grid position ``index`` (padding past the last index stays unique, it is discarded)."""
+        return self.seed * _SEEDS_PER_RUN + index
+
+    @contextmanager
+    def _seeded_rng(self, seed: int) -> Iterator[None]:
+        """Global RNG seeded from ``seed`` inside, restored after: any randomness a network draws (random
+        noise, dropout) is a function of the batch's seeds, and the caller's RNG stream is untouched."""
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            torch.random.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(devices[0]):
+                    torch.cuda.manual_seed(seed)
+            yield
+
     @torch.no_grad()
+    def _draw_batch(self, batch: int) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Items and manifest extras of grid batch ``batch``: indices ``[batch * B, (batch + 1) * B)``, always full.
+
+        Every pair is computed in the same batch, at the same position, whatever the sharding, resumption
+        or extension, so its bytes never depend on them. The last batch drawn is kept, so a batch that
+        straddles two shards is drawn once per run.
+        """
+        if self._batch_cache is not None and self._batch_cache[0] == batch:
+            return self._batch_cache[1]
+        first = batch * self.batch_size
+        seeds = [self._seed_of(i) for i in range(first, first + self.batch_size)]
+        with self._seeded_rng(seeds[0]):
+            drawn = self._draw(seeds)
+        self._batch_cache = (batch, drawn)
+        return drawn
+
     def _generate_shard(self, shard: int, dedup: DuplicateFilter | None) -> dict:
         start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, self._total)
         entries = []
-        for first in range(start, stop, self.batch_size):
-            indices = list(range(first, min(first + self.batch_size, stop)))
-            seeds = [sample_seed(self.seed, i) for i in indices]
-            items, extras = self._draw(seeds)
-            for index, sample, item, extra in zip(indices, seeds, items, extras):
-                entries.append(self._finish_pair(index, sample, item, dedup, extra))
+        for batch in range(start // self.batch_size, -(-stop // self.batch_size)):
+            items, extras = self._draw_batch(batch)
+            first = batch * self.batch_size
+            for index in range(max(start, first), min(stop, first + self.batch_size)):
+                position = index - first
+                sample = sample_seed(self.seed, index)
+                entries.append(self._finish_pair(index, sample, items[position], dedup, extras[position]))
         record = {"shard": shard, "pairs": entries, "dedup_state": dedup.state_dict() if dedup else None}
         write_json_atomic(self._shard_path(shard), record)
         return record
 
     def _finish_pair(self, index: int, sample: int, item: Any, dedup, extra: dict | None = None) -> dict:
-        # ids are unique across run seeds, so sets generated with different seeds can meet in one study
-        pair_id = f"{self.id_prefix}_{index:06d}" if self.seed == 0 else f"{self.id_prefix}_s{self.seed}_{index:06d}"
+        pair_id = self._pair_id(index)
         out = self.postprocessing({"pred": item})
         image = np.asarray(out["gen_image"], dtype=np.float32)
         label = np.asarray(out["gen_label"])
@@ -244,24 +367,48 @@ class PairedDatasetFactory:
                 entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
                 return entry
         entry.update({"kept": True, "reason": None})
-        entry["image"] = f"pairs/{pair_id}_image.nii.gz"
+        # files follow the orientation contract (monai_synth.data.orientation); C > 1: one file per channel
+        written = orient.save_image(self.output_dir / f"pairs/{pair_id}_image.nii.gz", image, self.orientation)
+        names = [f"pairs/{p.name}" for p in written]
+        entry["image"] = names[0] if len(names) == 1 else names
         entry["label"] = f"pairs/{pair_id}_label.nii.gz"
-        save_nifti_atomic(self.output_dir / entry["image"], image.astype(np.float32))
-        save_nifti_atomic(self.output_dir / entry["label"], label[0].astype(np.uint8))
+        orient.save_label(self.output_dir / entry["label"], label, self.orientation)
         if self.save_png:
-            save_png_atomic(self.output_dir / f"pairs/{pair_id}_image.png", to_uint8(image[0]))
-            save_png_atomic(self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8))
+            orient.save_preview(self.output_dir / f"pairs/{pair_id}_image.png", to_uint8(image[0]), self.orientation)
+            orient.save_preview(
+                self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8), self.orientation
+            )
         return entry
 
     def run(self) -> dict[str, Any]:
-        """Generate (or resume/extend) the set and write ``manifest.json`` and ``datalist.json``.
+        """Generate (or resume, extend or shrink) the set and write ``manifest.json`` and ``datalist.json``.
+
+        The run holds ``<output_dir>/.lock``; files of a larger earlier run beyond ``num_samples`` are
+        removed after the datalist and manifest are written (a warning says how many).
 
         Returns:
             the summary stored in the manifest (counts, duplicate rate, timing).
+
+        Raises:
+            ValueError: ``output_dir`` holds a set made with other settings, or files that are not a set.
+            LockHeldError: another run is writing ``output_dir``; nothing was written.
         """
-        self._check_output_dir()
+        self._refuse_foreign_folder(ignore_hidden=True)
+        lock = self._lock()
+        try:
+            self._check_output_dir()
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> dict[str, Any]:
         self._total = self.num_samples
+        self._batch_cache = None
         num_shards = -(-self.num_samples // self.shard_size)
+        try:
+            held = int(read_json(self.output_dir / "manifest.json")["num_samples"])
+        except (OSError, ValueError, KeyError, TypeError):
+            held = 0
         dedup = (
             DuplicateFilter(image_channels=self.image_channels, **self.dedup_settings) if self.dedup_settings else None
         )
@@ -300,6 +447,10 @@ class PairedDatasetFactory:
             "host": platform.node(),
             **selection,
         }
+        stale_records, stale_files, stale_indices = self._stale(num_shards)
+        held = max([held, *(i + 1 for i in stale_indices)])
+        if stale_records or stale_files:
+            summary["stale_pairs_removed"] = held - self.num_samples
         write_json_atomic(
             self.output_dir / "manifest.json",
             {
@@ -328,6 +479,21 @@ class PairedDatasetFactory:
                 ],
             },
         )
+        # datalist and manifest first: a kill from here on leaves a consistent set, and a rerun finishes this
+        for path in stale_records + stale_files:
+            path.unlink(missing_ok=True)
+        if stale_records or stale_files:
+            logger.warning(
+                "%s: this run asks for %d pairs but the folder held %d; removed the %d pairs beyond the new count "
+                "(%d files from pairs/, %d shard records from shards/) so pairs/ and shards/ match datalist.json "
+                "and manifest.json.",
+                self.output_dir,
+                self.num_samples,
+                held,
+                held - self.num_samples,
+                len(stale_files),
+                len(stale_records),
+            )
         logger.info(
             "Generated %d pairs (%d kept, duplicate rate %s) in %s.",
             len(entries),
