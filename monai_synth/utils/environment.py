@@ -37,23 +37,17 @@ def git_commit(path: str | os.PathLike | None = None) -> str | None:
     """
     package = Path(__file__).resolve().parents[1]
     folder = Path(path) if path is not None else package.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
     try:
-        top = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.split()
+        top = git("rev-parse", "--show-toplevel", "HEAD").split()
         if path is None and (len(top) != 2 or Path(top[0]).resolve() != package.parent):
             return None
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return top[-1] + ("+dirty" if dirty else "")
