@@ -21,7 +21,7 @@ class ModelZooPublisher:
 
     Args:
         source: the export written by the run (``<output_dir>/generator.pt``).
-        models_dir: the bundle's ``models/`` folder; ``None`` switches publishing off.
+        models_dir: the bundle's ``models/`` folder; ``None`` or ``""`` switches publishing off.
         metadata: the bundle's metadata (``@_meta_``).
         bundle_root: see :func:`~monai_synth.utils.model_zoo.publish_model`.
     """

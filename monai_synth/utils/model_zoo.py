@@ -220,7 +220,7 @@ def publish_study_model(
 
     Args:
         study_dir: the study's ``output_dir`` (models in ``models/<arm>/fold<k>/model.pt``).
-        models_dir: destination folder.
+        models_dir: destination folder; ``None`` or ``""`` switches publishing off.
         metadata: the bundle's metadata (see :func:`publish_model`).
         arm: the arm to publish; ``None``: the first arm with a saved model in the study's order of arms
             (``results.json``; ``real`` comes first by default), arms it does not list after them alphabetically.
@@ -228,11 +228,13 @@ def publish_study_model(
         bundle_root: see :func:`publish_model`.
 
     Returns:
-        the published file, or ``None`` when the study saved no models (``--save_models false``).
+        the published file, or ``None`` when publishing is off or the study saved no models (``--save_models false``).
 
     Raises:
         FileNotFoundError: ``arm`` was given and has no model for ``fold``.
     """
+    if not models_dir:
+        return None
     root = Path(study_dir) / "models"
     if arm is not None:
         source = root / str(arm) / f"fold{int(fold)}" / "model.pt"
@@ -260,10 +262,10 @@ def publish_generator(
     """Publish an exported ``generator.pt`` as ``models/generator.pt`` (see :func:`publish_model`).
 
     Returns:
-        the published file; ``None`` when ``models_dir`` is ``None`` (publishing switched off) or the run
+        the published file; ``None`` when ``models_dir`` is ``None`` or ``""`` (publishing switched off) or the run
         exported nothing (e.g. it was stopped before its first export).
     """
-    if models_dir is None or not Path(source).is_file():
+    if not models_dir or not Path(source).is_file():
         return None
     config = load_checkpoint(source)["config"]
     return publish_model(source, models_dir, "generator.pt", metadata, generator_data_format(config), bundle_root)
@@ -282,9 +284,9 @@ def publish_interpreter(
     generator (the interpreter stores its generator's sha256, checked on load).
 
     Returns:
-        the published interpreter; ``None`` when ``models_dir`` is ``None``.
+        the published interpreter; ``None`` when ``models_dir`` is ``None`` or ``""``.
     """
-    if models_dir is None:
+    if not models_dir:
         return None
     generator_config = load_checkpoint(generator_path)["config"]
     interpreter = load_checkpoint(interpreter_path)

@@ -121,6 +121,11 @@ def test_paired_dcgan_publishes_to_models_and_exports_scripted_torchscript(tmp_p
             cwd=tmp_path,
         )
     )  # fmt: skip
+    # publishing can be switched off: a run with --models_dir "" leaves models/ alone
+    _run(root, "train.json", *tiny, "--output_dir", str(tmp_path / "runs" / "off"), "--models_dir", "")
+    assert (tmp_path / "runs" / "off" / "generator.pt").is_file()
+    assert (root / "models" / "generator.pt").read_bytes() == (run / "generator.pt").read_bytes()
+
     generator, _ = load_generator(root / "models" / "generator.pt")
     z = torch.rand(3, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1  # batch size != anything used above
     _jit_matches_eager(ts, generator, z, tmp_path)
