@@ -6,7 +6,8 @@ summary, ``generator.pt``); at the end they *publish* the trained file to ``<mod
 ``<bundle_root>/models``) with :func:`publish_model`:
 
 - ``models/generator.pt`` (paired_dcgan, datasetgan), ``models/interpreter.pt`` (datasetgan) or
-  ``models/model.pt`` (a synthetic_evaluation study's segmentation network), copied atomically;
+  ``models/model.pt`` (a synthetic_evaluation study's segmentation network), copied atomically, with the
+  config that rebuilds the network beside it as JSON (``generator_config.json``, ...);
 - ``models/metadata.json``: the bundle's metadata whose ``network_data_format`` describes the model that
   was trained (channels, size, classes, latent), written atomically; when ``<bundle_root>/configs/metadata.json``
   exists (the bundle folder is used as a model-zoo folder) it is rewritten the same way.
@@ -168,8 +169,9 @@ def publish_model(
     metadata: Mapping[str, Any] | None,
     data_format: Mapping[str, Any],
     bundle_root: str | Path | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Copy a trained file into ``models_dir`` and write the metadata that describes it (both atomically).
+    """Copy a trained file into ``models_dir`` and write the metadata that describes it (all atomically).
 
     Args:
         source: the trained file (e.g. ``<output_dir>/generator.pt``).
@@ -180,6 +182,8 @@ def publish_model(
         data_format: the ``network_data_format`` of the trained model.
         bundle_root: when ``<bundle_root>/configs/metadata.json`` exists, its ``network_data_format`` is
             rewritten too (the folder is used as a model-zoo bundle).
+        config: the file's own config (what rebuilds the network), also written readably as
+            ``<models_dir>/<stem>_config.json`` (e.g. ``generator_config.json``).
 
     Returns:
         the published file.
@@ -194,6 +198,8 @@ def publish_model(
     target = models_dir / filename
     if source.resolve() != target.resolve():
         _copy_atomic(source, target)
+    if config is not None:
+        write_json_atomic(models_dir / f"{Path(filename).stem}_config.json", dict(config))
     zoo_meta = models_dir / "metadata.json"
     base = dict(metadata) if metadata else (read_json(zoo_meta) if zoo_meta.is_file() else {})
     base = copy.deepcopy(base)
@@ -250,7 +256,7 @@ def publish_study_model(
             return None
         source = saved[0]
     config = load_checkpoint(source)["config"]
-    return publish_model(source, models_dir, "model.pt", metadata, segmenter_data_format(config), bundle_root)
+    return publish_model(source, models_dir, "model.pt", metadata, segmenter_data_format(config), bundle_root, config)
 
 
 def publish_generator(
@@ -268,7 +274,9 @@ def publish_generator(
     if not models_dir or not Path(source).is_file():
         return None
     config = load_checkpoint(source)["config"]
-    return publish_model(source, models_dir, "generator.pt", metadata, generator_data_format(config), bundle_root)
+    return publish_model(
+        source, models_dir, "generator.pt", metadata, generator_data_format(config), bundle_root, config
+    )
 
 
 def publish_interpreter(
@@ -291,5 +299,7 @@ def publish_interpreter(
     generator_config = load_checkpoint(generator_path)["config"]
     interpreter = load_checkpoint(interpreter_path)
     fmt = interpreter_data_format(generator_config, interpreter)
-    publish_model(generator_path, models_dir, "generator.pt", metadata, fmt, bundle_root)
-    return publish_model(interpreter_path, models_dir, "interpreter.pt", metadata, fmt, bundle_root)
+    publish_model(generator_path, models_dir, "generator.pt", metadata, fmt, bundle_root, generator_config)
+    return publish_model(
+        interpreter_path, models_dir, "interpreter.pt", metadata, fmt, bundle_root, interpreter["config"]
+    )

@@ -101,6 +101,8 @@ def test_paired_dcgan_publishes_to_models_and_exports_scripted_torchscript(tmp_p
     _run(root, "train.json", *tiny, "--output_dir", str(run))
     # the run keeps its record in output_dir; the trained generator is published to <bundle_root>/models
     assert (root / "models" / "generator.pt").read_bytes() == (run / "generator.pt").read_bytes()
+    config = json.loads((root / "models" / "generator_config.json").read_text())  # readable without torch
+    assert config == json.loads(json.dumps(torch.load(run / "generator.pt", weights_only=True)["config"]))
     fmt = _format(root / "configs" / "metadata.json")
     assert fmt != shipped and fmt == _format(root / "models" / "metadata.json")
     assert fmt["inputs"]["latent"]["num_channels"] == 8 and fmt["inputs"]["latent"]["value_range"] == [-1, 1]
@@ -157,6 +159,7 @@ def test_datasetgan_publishes_generator_and_interpreter_and_traces_the_generator
         "--device", "cpu",
     )  # fmt: skip
     assert (root / "models" / "interpreter.pt").read_bytes() == (run / "interpreter.pt").read_bytes()
+    assert json.loads((root / "models" / "interpreter_config.json").read_text())["num_classes"] == 2
     fmt = _format(root / "configs" / "metadata.json")
     assert fmt == _format(root / "models" / "metadata.json")
     assert fmt["outputs"]["label"]["num_channels"] == 1 and fmt["outputs"]["label"]["value_range"] == [0, 1]
