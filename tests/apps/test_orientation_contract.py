@@ -75,7 +75,11 @@ def _replayed_set(generator_path: Path, out: Path, dataset: PairedSliceDataset, 
 
 def _bundle_train(dataset_dir: Path, output_dir: Path) -> Path:
     monai.bundle.run(
-        config_file=str(CONFIGS / "train.json"), dataset_dir=str(dataset_dir), output_dir=str(output_dir), **TINY
+        config_file=str(CONFIGS / "train.json"),
+        dataset_dir=str(dataset_dir),
+        output_dir=str(output_dir),
+        bundle_root=str(output_dir),  # its models/ folder goes there, not into the working directory
+        **TINY,
     )
     return output_dir / "generator.pt"
 
