@@ -53,7 +53,9 @@ def test_bad_unlabelled_data_is_refused_with_the_setting_and_file_named(tmp_path
     with pytest.raises(ValueError, match=r"unlabelled_dir .*missing.* does not exist"):
         SemiSupervisedData(labelled, tmp_path / "missing", image_size=32)
     rgb = _write(tmp_path / "rgb", 2, channels=3, masks=False)
-    with pytest.raises(ValueError, match=r"unlabelled_dir .*rgb has 3-channel images but the labelled data .* 1-channel"):
+    with pytest.raises(
+        ValueError, match=r"unlabelled_dir .*rgb has 3-channel images but the labelled data .* 1-channel"
+    ):
         SemiSupervisedData(labelled, rgb, image_size=32)
     tiny = _write(tmp_path / "tiny", 2, size=4, masks=False)
     with pytest.raises(ValueError, match=r"unlabelled_dir .*tiny.*case_0.png \(slice 0\) is 4x4 px"):

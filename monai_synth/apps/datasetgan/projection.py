@@ -199,7 +199,9 @@ class GANProjector:
             d_config = discriminator.get_config()
             # a paired generator may also use an image-mode discriminator on its image channels (SemanticGAN's D_r)
             image_only = d_config["mode"] == "image" and d_config["image_channels"] == config["image_channels"]
-            if d_config["image_size"] != config["image_size"] or (d_config["mode"] != config["mode"] and not image_only):
+            if d_config["image_size"] != config["image_size"] or (
+                d_config["mode"] != config["mode"] and not image_only
+            ):
                 raise ValueError(
                     f"The discriminator ({d_config['mode']}, {d_config['image_size']} px) does not belong to this "
                     f"generator ({config['mode']}, {config['image_size']} px)."

@@ -72,7 +72,11 @@ def encoder_losses(
 
 
 def _batches(n: int, batch_size: int, rng: torch.Generator) -> torch.Tensor:
-    return torch.randperm(n, generator=rng)[:batch_size] if batch_size <= n else torch.randint(n, (batch_size,), generator=rng)
+    return (
+        torch.randperm(n, generator=rng)[:batch_size]
+        if batch_size <= n
+        else torch.randint(n, (batch_size,), generator=rng)
+    )
 
 
 def train_semantic_encoder(
@@ -148,7 +152,11 @@ def train_semantic_encoder(
         loss.backward()
         optimizer.step()
         if step % log_interval == 0 or step == steps:
-            record = {"step": step, "image_loss": round(image_loss.item() / 2, 6), "mask_loss": round(ll["mask"].item(), 6)}
+            record = {
+                "step": step,
+                "image_loss": round(image_loss.item() / 2, 6),
+                "mask_loss": round(ll["mask"].item(), 6),
+            }
             history.append(record)
             logger.info("encoder step %d/%d: image loss %.4f, mask loss %.4f", step, steps, record["image_loss"],
                         record["mask_loss"])  # fmt: skip
