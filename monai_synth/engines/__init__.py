@@ -1,10 +1,12 @@
 """Ignite/MONAI trainers for the GAN families.
 
-``GANTrainerBase`` holds what both share (latent RNG, finite-loss check, resumable data order, state).
+``GANTrainerBase`` holds what both share (latent RNG, finite-loss check, resumable data order, state);
+``distributed`` runs them (and the study's segmenters) in several processes under ``torchrun``.
 """
 
 from __future__ import annotations
 
+from . import distributed
 from .gan_trainer import GANTrainerBase, NonFiniteLossError, check_finite_loss, resumable_loader
 from .paired_gan_trainer import PairedGANTrainer
 from .stylegan2_trainer import StyleGAN2Trainer, lazy_regularization_optimizer_kwargs
