@@ -109,9 +109,10 @@ def local_device(device: torch.device | str) -> torch.device:
 def seed_rank(seed: int) -> int:
     """Seed the global RNGs with ``seed`` + rank (``monai.utils.set_determinism``) and return that seed.
 
-    Networks are initialised identically on every rank anyway (and broadcast from rank 0 by the
-    trainer), but the global RNG also drives augmentation and StyleGAN2 noise, which must differ
-    between the ranks' samples as they would between the samples of one large batch.
+    :class:`~monai_synth.engines.GANTrainerBase` calls it on ranks > 0 when a fresh run starts, after the
+    networks (and the EMA copy) were built identically from the bundle's seed: from then on the global
+    RNG drives augmentation and StyleGAN2 noise, which must differ between the ranks' samples as they
+    would between the samples of one large batch.
     """
     from monai.utils import set_determinism
 

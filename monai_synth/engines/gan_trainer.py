@@ -126,7 +126,8 @@ class GANTrainerBase(Trainer):
       ``batch_size * world_size`` samples and of every global batch of latents; subclasses call
       :meth:`sync_gradients` after each backward and return :meth:`synchronize` from ``_iteration``
       (buffers and logged outputs averaged over the ranks). Networks are broadcast from rank 0 when the
-      run starts (after a resume). The global batch is part of the state: resuming with another number
+      run starts (after a resume), and a fresh run then reseeds the global RNG of ranks > 0 with
+      ``seed + rank`` so that their augmentation and noise differ. The global batch is part of the state: resuming with another number
       of processes is refused like another batch size.
 
     Args:
@@ -235,6 +236,11 @@ class GANTrainerBase(Trainer):
     def _broadcast_networks(self, engine: Engine) -> None:
         for module in self._networks():
             distributed.broadcast_module(module)
+        if engine.state.iteration == 0 and self.rank > 0:
+            # a fresh run: ranks built identical networks from the same seed; from here on their global RNG
+            # (augmentation, noise) must differ as between samples of one batch. A resumed run has its own
+            # stream back from the checkpoint (GANCheckpointHandler keeps every rank's RNG state).
+            distributed.seed_rank(self.seed)
 
     def sync_gradients(self, *modules: torch.nn.Module) -> None:
         """Average the gradients of ``modules`` over the ranks (after ``backward``, before the optimiser step)."""
