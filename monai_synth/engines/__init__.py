@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import distributed
+from . import distributed  # noqa: F401  (the module, for `monai_synth.engines.distributed` in configs)
 from .gan_trainer import GANTrainerBase, NonFiniteLossError, check_finite_loss, resumable_loader
 from .paired_gan_trainer import PairedGANTrainer
 from .stylegan2_trainer import StyleGAN2Trainer, lazy_regularization_optimizer_kwargs

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -45,6 +46,8 @@ __all__ = [
     "all_reduce_mean",
     "all_finite",
     "barrier",
+    "fail_together",
+    "broadcast_object",
     "destroy_distributed",
 ]
 
@@ -226,6 +229,34 @@ def barrier() -> None:
     """Wait for every rank (no-op outside a process group)."""
     if is_distributed():
         dist.barrier()
+
+
+@contextmanager
+def fail_together(what: str) -> Iterator[None]:
+    """A step every rank enters; if it raises on any rank, it raises on every rank (no rank left waiting).
+
+    The rank that failed raises its own error; the others raise ``RuntimeError`` naming ``what``. Outside
+    a process group it is a plain block.
+    """
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if is_distributed():
+            flag = torch.tensor([int(failed)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() and not failed:
+                raise RuntimeError(f"{what} failed on another rank; its error is in that rank's log.")
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (pickled; small objects such as summaries)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def destroy_distributed() -> None:

@@ -206,7 +206,10 @@ class GANTrainerBase(Trainer):
         or the whole block with ``whole=True``.
         """
         z = sample_latents(
-            num * self.world_size, self.latent_dim, generator=self.latent_generator, distribution=self.latent_distribution
+            num * self.world_size,
+            self.latent_dim,
+            generator=self.latent_generator,
+            distribution=self.latent_distribution,
         )
         z = z.to(self.state.device, non_blocking=self.non_blocking)
         return z if whole else self.rank_rows(z)

@@ -185,7 +185,9 @@ class StyleGAN2Trainer(GANTrainerBase):
         # under torchrun the mapping sees the global batch (latents, style mixing draws, w_avg identical on
         # every rank) and each rank synthesises its own rows
         ws = self.g_network.map(
-            self.draw_latents(num, whole=True), style_mixing_prob=self.style_mixing_prob, generator=self.latent_generator
+            self.draw_latents(num, whole=True),
+            style_mixing_prob=self.style_mixing_prob,
+            generator=self.latent_generator,
         )
         ws = self.rank_rows(ws)
         return self.g_network.synthesis(ws, noise_mode="random"), ws
@@ -269,13 +271,17 @@ class StyleGAN2Trainer(GANTrainerBase):
             engine.last_r1 = r1.item() / engine.r1_interval
         g.requires_grad_(True)
 
-        return engine.synchronize({
-            "g_loss": g_loss.item(),
-            "d_loss": d_loss.item(),
-            "r1": engine.last_r1,
-            "pl": engine.last_pl,
-            "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
-            "real_sign": torch.sign(real_logits.detach()).mean().item(),
-            "ada_p": float(engine.augment.p) if engine.augment is not None and hasattr(engine.augment, "p") else 0.0,
-        })
+        return engine.synchronize(
+            {
+                "g_loss": g_loss.item(),
+                "d_loss": d_loss.item(),
+                "r1": engine.last_r1,
+                "pl": engine.last_pl,
+                "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
+                "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
+                "real_sign": torch.sign(real_logits.detach()).mean().item(),
+                "ada_p": float(engine.augment.p)
+                if engine.augment is not None and hasattr(engine.augment, "p")
+                else 0.0,
+            }
+        )

@@ -129,8 +129,19 @@ def test_paired_dcgan_resume_under_torchrun_continues_on_every_rank(tmp_path: Pa
     assert any(not torch.equal(v, resumed[0]["generator"][k]) for k, v in first[0]["generator"].items())
     # a single process cannot continue a 2-process run: the global batch would change
     _failed_with(
-        _bundle(["run", "--config_file", str(DCGAN / "train.json"), *common[:-2], "--max_epochs", "4",
-                 "--output_dir", str(tmp_path / "run")], cwd=tmp_path),  # fmt: skip
+        _bundle(
+            [
+                "run",
+                "--config_file",
+                str(DCGAN / "train.json"),
+                *common[:-2],
+                "--max_epochs",
+                "4",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ],
+            cwd=tmp_path,
+        ),  # fmt: skip
         "2 process(es)",
         "--nproc_per_node=2",
     )
@@ -152,3 +163,31 @@ def test_stylegan2_two_ranks_keep_identical_weights_ema_and_ada(tmp_path: Path, 
     exported = torch.load(tmp_path / "run" / "generator.pt", weights_only=True)
     for key, value in exported["state_dict"].items():
         assert torch.equal(value, ranks[0]["generator_ema"][key]), key
+
+
+@pytest.mark.slow
+def test_generate_under_torchrun_splits_shards_and_equals_a_single_process_set(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    tiny = [a if a != "2" or i != DCGAN_TINY.index("--max_epochs") + 1 else "1" for i, a in enumerate(DCGAN_TINY)]
+    done = _bundle(["run", "--config_file", str(DCGAN / "train.json"), *tiny, "--output_dir", str(run)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # 9 pairs in shards of 2 (the last one short), batch 2: 5 shards over 2 ranks
+    common = ["--output_dir", str(run), "--num_samples", "9", "--shard_size", "2", "--batch_size", "2"]
+    common += ["--device", "cpu", "--allow_duplicates", "True", "--dedup_max_distance", "110"]
+    out = _ok(torchrun([DCGAN / "generate.json"], *common, "--generated_dir", str(tmp_path / "dist"), cwd=tmp_path))
+    assert "Rank 0 of 2 drew shards [0, 2, 4]" in out and "Rank 1 of 2 drew shards [1, 3]" in out, out[-3000:]
+    done = _bundle(["run", "--config_file", str(DCGAN / "generate.json"), *common, "--generated_dir",
+                    str(tmp_path / "single")], cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifests = [json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("dist", "single")]
+    assert [e["index"] for e in manifests[0]["pairs"]] == list(range(9))
+    assert manifests[0]["pairs"] == manifests[1]["pairs"]  # same decisions, same files, same order
+    kept = [e["kept"] for e in manifests[0]["pairs"]]
+    assert any(kept) and not all(kept), [e.get("hash_distance") for e in manifests[0]["pairs"]]  # both paths ran
+    datalists = [json.loads((tmp_path / d / "datalist.json").read_text()) for d in ("dist", "single")]
+    assert datalists[0]["training"] == datalists[1]["training"]
+    files = sorted(p.name for p in (tmp_path / "dist" / "pairs").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "single" / "pairs").iterdir())
+    for name in files:
+        assert (tmp_path / "dist" / "pairs" / name).read_bytes() == (tmp_path / "single" / "pairs" / name).read_bytes()
+    assert not list((tmp_path / "dist" / "shards").glob("*.draft.json"))
