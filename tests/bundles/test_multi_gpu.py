@@ -191,3 +191,21 @@ def test_generate_under_torchrun_splits_shards_and_equals_a_single_process_set(t
     for name in files:
         assert (tmp_path / "dist" / "pairs" / name).read_bytes() == (tmp_path / "single" / "pairs" / name).read_bytes()
     assert not list((tmp_path / "dist" / "shards").glob("*.draft.json"))
+
+
+@pytest.mark.slow
+def test_study_overlay_trains_with_two_ranks_and_only_rank_zero_writes(tmp_path: Path) -> None:
+    configs = REPO / "bundles" / "synthetic_evaluation" / "configs"
+    per_rank = tmp_path / "per_rank.json"  # rank r writes under out<r>: rank 1 must leave its folder empty
+    per_rank.write_text(json.dumps({"output_dir": f"$'{tmp_path}/out' + str(monai_synth.engines.distributed.rank())"}))
+    overrides = [
+        "--arms", "['real','synthetic']", "--num_synthetic", "[4]", "--max_epochs", "1", "--image_size", "32",
+        "--phantom_samples", "10", "--phantom_generated_samples", "10", "--compute_fid", "False", "--device", "cpu",
+        "--batch_size", "2",
+    ]  # fmt: skip
+    _ok(torchrun([configs / "evaluate.json", configs / "multi_gpu_evaluate.json", per_rank], *overrides, cwd=tmp_path))
+    results = json.loads((tmp_path / "out0" / "results.json").read_text())
+    assert len(results["arms"]) == 2
+    for arm in results["arms"]:
+        assert (tmp_path / "out0" / arm["folds"][0]["model"]).is_file()
+    assert not [p for p in (tmp_path / "out1").rglob("*") if p.is_file()]
