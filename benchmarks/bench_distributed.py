@@ -15,7 +15,11 @@ with ``OMP_NUM_THREADS=1`` per process, gloo on CPU, on the phantom:
   ``[64, 32, 16]`` / ``[16, 32, 64]``);
 - ``stylegan2``: the datasetgan bundle's :class:`monai_synth.engines.StyleGAN2Trainer` in paired mode
   (lazy R1 every 4 and path length every 2 iterations, so the all-reduces after the regularisers count;
-  channel_base 512, channel_max 64).
+  channel_base 512, channel_max 64);
+- ``segmentation``: the synthetic_evaluation bundle's study (``evaluate.json`` +
+  ``multi_gpu_evaluate.json``), one ``real`` arm, MONAI ``UNet`` trained with ``DistributedDataParallel``;
+  images/s = iterations x batch x processes / training seconds of that arm (validation included, as in
+  the study), from its ``results.json``.
 
 The per-rank batch is the same for N = 1 and N = 2 (weak scaling: the global batch doubles).
 ``images_per_s`` is the bundle's own ``summary.json`` figure (global images per second of training, the
@@ -41,12 +45,14 @@ __all__ = ["main"]
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(bundle: str, nproc: int, overrides: list[str], workdir: Path) -> dict:
+def _run(bundle: str, nproc: int, overrides: list[str], workdir: Path, batch_size: int = 0) -> dict:
     configs = REPO / "bundles" / bundle / "configs"
     out = workdir / f"{bundle}_{nproc}"
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    files = f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']"
+    study = bundle == "synthetic_evaluation"
+    pair = ("evaluate.json", "multi_gpu_evaluate.json") if study else ("train.json", "multi_gpu_train.json")
+    files = f"['{configs / pair[0]}','{configs / pair[1]}']"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     command += ["-m", "monai.bundle", "run", "--config_file", files, *overrides, "--output_dir", str(out)]
     start = time.perf_counter()
@@ -54,6 +60,14 @@ def _run(bundle: str, nproc: int, overrides: list[str], workdir: Path) -> dict:
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{bundle} with {nproc} process(es) failed:\n{done.stderr[-3000:]}")
+    if study:
+        training = json.loads((out / "results.json").read_text())["arms"][0]["folds"][0]["training"]
+        return {
+            "images_per_s": round(training["iterations"] * batch_size * nproc / training["seconds"], 3),
+            "iterations": training["iterations"],
+            "seconds": round(training["seconds"], 3),
+            "wall_s": round(wall, 1),
+        }
     summary = json.loads((out / "summary.json").read_text())
     return {
         "images_per_s": summary["images_per_second"],
@@ -86,16 +100,22 @@ def main() -> None:
             "--channel_max", "64", "--r1_interval", "4", "--pl_interval", "2", "--channels_last", "False",
         ],
     }  # fmt: skip
+    study = [
+        "--arms", "['real']", "--max_epochs", "3", "--patience", "0", "--image_size", str(args.image_size),
+        "--batch_size", str(args.batch_size), "--phantom_samples", "64", "--compute_fid", "False",
+        "--device", "cpu", "--save_models", "False",
+    ]  # fmt: skip
+    settings["segmentation"] = study
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in settings.items():
-            bundle = "paired_dcgan" if name == "paired_dcgan" else "datasetgan"
+            bundle = {"paired_dcgan": "paired_dcgan", "stylegan2": "datasetgan"}.get(name, "synthetic_evaluation")
             runs = {}
             for nproc in (1, 2):
                 extra = []
                 if name == "stylegan2":
                     extra = ["--kimg", str(args.iterations * args.batch_size * nproc / 1000)]
-                runs[nproc] = _run(bundle, nproc, [*overrides, *extra], Path(tmp))
+                runs[nproc] = _run(bundle, nproc, [*overrides, *extra], Path(tmp), args.batch_size)
             one, two = runs[1]["images_per_s"], runs[2]["images_per_s"]
             results[name] = {
                 "images_per_s_1proc": one,
