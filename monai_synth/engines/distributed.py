@@ -204,15 +204,26 @@ def broadcast_module(module: torch.nn.Module, src: int = 0) -> None:
         dist.broadcast(t.data, src=src)
 
 
-def all_reduce_mean(values: dict[str, float], device: torch.device | str = "cpu") -> dict[str, float]:
-    """``{key: mean over ranks}`` of a dict of floats with the same keys on every rank (one all-reduce)."""
+def all_reduce_mean(values: dict[str, float], device: torch.device | str | None = None) -> dict[str, float]:
+    """``{key: mean over ranks}`` of a dict of floats with the same keys on every rank (one all-reduce).
+
+    ``device`` holds the temporary tensor (default: the GPU with NCCL, the CPU with gloo).
+    """
     if not is_distributed() or not values:
         return dict(values)
     keys = sorted(values)
+    device = _communication_device() if device is None else device
     flat = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= dist.get_world_size()
     return {k: float(v) for k, v in zip(keys, flat.tolist())}
+
+
+def _communication_device() -> torch.device:
+    """Where small control tensors live for a collective: this process's GPU with NCCL, the CPU with gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def all_finite(value: torch.Tensor) -> bool:
@@ -220,7 +231,7 @@ def all_finite(value: torch.Tensor) -> bool:
     finite = torch.isfinite(value.detach()).all()
     if not is_distributed():
         return bool(finite)
-    flag = finite.to(torch.int32).reshape(1)
+    flag = finite.to(device=_communication_device(), dtype=torch.int32).reshape(1)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 
@@ -244,7 +255,7 @@ def fail_together(what: str) -> Iterator[None]:
         failed = False
     finally:
         if is_distributed():
-            flag = torch.tensor([int(failed)])
+            flag = torch.tensor([int(failed)], device=_communication_device())
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             if flag.item() and not failed:
                 raise RuntimeError(f"{what} failed on another rank; its error is in that rank's log.")

@@ -623,7 +623,10 @@ def train_segmentation_network(
     result = TrainingResult()
     trained = network
     if distributed.is_distributed():
-        trained = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = (
+            [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else None
+        )
+        trained = DistributedDataParallel(network, device_ids=device_ids)
 
     trainer = SupervisedTrainer(
         device=device,
