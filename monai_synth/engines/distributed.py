@@ -151,8 +151,9 @@ def all_reduce_gradients(modules: torch.nn.Module | Sequence[torch.nn.Module]) -
     """Average the gradients of ``modules``' trainable parameters over all ranks (one all-reduce).
 
     A parameter without a gradient on this rank takes part with zeros (and gets the average as its
-    gradient; one that no rank computed a gradient for keeps ``grad=None``), so every rank steps its optimiser on identical gradients. Call it after ``backward``
-    (and before ``GradScaler.step``) on every rank. No-op outside a process group.
+    gradient; one that no rank computed a gradient for keeps ``grad=None``), so every rank steps its
+    optimiser on identical gradients. Call it after ``backward`` (and before ``GradScaler.step``) on
+    every rank. No-op outside a process group.
     """
     if not is_distributed():
         return

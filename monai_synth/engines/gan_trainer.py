@@ -127,8 +127,8 @@ class GANTrainerBase(Trainer):
       :meth:`sync_gradients` after each backward and return :meth:`synchronize` from ``_iteration``
       (buffers and logged outputs averaged over the ranks). Networks are broadcast from rank 0 when the
       run starts (after a resume), and a fresh run then reseeds the global RNG of ranks > 0 with
-      ``seed + rank`` so that their augmentation and noise differ. The global batch is part of the state: resuming with another number
-      of processes is refused like another batch size.
+      ``seed + rank`` so that their augmentation and noise differ. The global batch is part of the
+      state: resuming with another number of processes is refused like another batch size.
 
     Args:
         device: training device.
