@@ -19,6 +19,11 @@ figures in ``output_dir`` (:mod:`~monai_synth.evaluation.report`), and every arm
 With no real dataset the study runs on the built-in phantom, and (with no generated set) phantoms of
 other seeds are written to ``output_dir`` to stand in for a generated set, so that the whole
 pipeline can be seen working in minutes on a CPU.
+
+Under ``torchrun`` (``configs/multi_gpu_evaluate.json``) every rank runs the same study: each segmenter
+is trained with ``DistributedDataParallel`` on the ranks' shares of its training set (see
+:func:`~monai_synth.evaluation.segmentation.train_segmentation_network`), every rank scores the test sets
+with the same weights, and rank 0 alone writes models, results, report, figures and MLflow runs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from monai_synth.data.datalist import resolve_dataset
 from monai_synth.data.phantom import write_phantom_dataset
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.data.splits import check_no_leakage, kfold_datalist, split_datalist
+from monai_synth.engines import distributed
 from monai_synth.evaluation.arms import ArmSpec, arm_training_items, oversample_real, plan_arms, real_subset
 from monai_synth.evaluation.config import StudyConfig
 from monai_synth.evaluation.inference import save_study_model
@@ -189,7 +195,7 @@ class SyntheticEvaluationStudy:
         self.config = config
         self.feature_extractor = feature_extractor
         self.output_dir = Path(config.output_dir)
-        self.device = resolve_device(config.device)
+        self.device = distributed.local_device(resolve_device(config.device))
         self._given_datalist: Path | None = None
         self._volume_axis = 2
         self._preprocessing: dict[str, Any] = {}
@@ -289,8 +295,11 @@ class SyntheticEvaluationStudy:
             c.phantom_generated_samples,
             folder,
         )
-        path = write_phantom_dataset(folder, c.phantom_generated_samples, size, seed=c.phantom_generated_seed)
-        return [("phantom_generated", str(path))]
+        path = None
+        with distributed.fail_together("Writing the stand-in generated phantoms"):
+            if distributed.is_rank_zero():  # under torchrun one rank writes, the others read
+                path = write_phantom_dataset(folder, c.phantom_generated_samples, size, seed=c.phantom_generated_seed)
+        return [("phantom_generated", str(distributed.broadcast_object(path)))]
 
     def _load_generated(self, real: PairedSliceDataset) -> dict[str, _GeneratedSet]:
         c = self.config
@@ -444,7 +453,8 @@ class SyntheticEvaluationStudy:
             logger.info("Network %s: study in %s", name, sub.output_dir)
             out[name] = SyntheticEvaluationStudy(sub, feature_extractor=self.feature_extractor)._run_one()
         results = {"study": "monai_synth synthetic_evaluation (per network)", "config": asdict(c), "networks": out}
-        write_network_comparison(results, self.output_dir)
+        if distributed.is_rank_zero():
+            write_network_comparison(results, self.output_dir)
         return results
 
     def _network_kwargs(self, name: str) -> dict[str, Any]:
@@ -516,7 +526,7 @@ class SyntheticEvaluationStudy:
             timings["fid_seconds"] = time.perf_counter() - fid_start
 
         tracker = None
-        if c.mlflow_tracking_uri:
+        if c.mlflow_tracking_uri and distributed.is_rank_zero():
             tracker = StudyTracker(c.mlflow_tracking_uri, c.mlflow_experiment_name, str(self.output_dir))
             tracker.start(arms, self._tracked_params(arms, splits[0], pools, real.summary["source"]))
         try:
@@ -579,8 +589,9 @@ class SyntheticEvaluationStudy:
             "wall_time_seconds": timings,
         }
         timings["total_seconds"] = time.perf_counter() - start
-        samples = self._samples(real_items, generated) if c.figures else None
-        write_report(results, self.output_dir, samples=samples, figures=c.figures)
+        if distributed.is_rank_zero():  # under torchrun every rank holds the same results; rank 0 writes them
+            samples = self._samples(real_items, generated) if c.figures else None
+            write_report(results, self.output_dir, samples=samples, figures=c.figures)
         return results
 
     @staticmethod
@@ -726,6 +737,7 @@ class SyntheticEvaluationStudy:
         model_path = None
         if c.save_models:
             model_path = self.output_dir / "models" / _safe_name(arm.name) / f"fold{fold}" / "model.pt"
+        if model_path is not None and distributed.is_rank_zero():
             save_study_model(
                 model_path, network, c.network, c.network_kwargs, train[0]["image"].shape[0], num_classes,
                 c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
