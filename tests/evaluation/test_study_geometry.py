@@ -117,3 +117,73 @@ def test_png_study_with_pixel_spacing_reports_mm(tmp_path: Path) -> None:
     assert finite and all(mm[k] == pytest.approx(0.5 * px[k], rel=1e-5) for k in finite)
     assert "HD95 (mm)" in (tmp_path / "mm" / "report.md").read_text()
     assert "HD95 (mm)" not in (tmp_path / "px" / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------
+# inference masks on the source grid, in the source's orientation
+# ---------------------------------------------------------------------------------------------------
+class ThresholdNet(torch.nn.Module):
+    """Class 1 wherever the (normalised) image is positive: a 'trained' model whose output is known."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 2) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([-x[:, :1], x[:, :1]], dim=1) * self.scale
+
+
+def _threshold_model(path: Path, image_size: int, monkeypatch) -> Path:
+    import sys
+    import types
+
+    from monai_synth.evaluation.inference import save_study_model
+
+    module = types.ModuleType("geometry_test_nets")
+    module.ThresholdNet = ThresholdNet
+    monkeypatch.setitem(sys.modules, "geometry_test_nets", module)
+    preprocessing = {
+        "intensity": {"mode": "fixed", "input_range": [0.0, 255.0]},
+        "mask_rule": {"mapping": None, "threshold": 127},
+        "slice_axis": "auto",
+        "class_names": {"1": "object"},
+    }
+    return save_study_model(
+        path, ThresholdNet(), "geometry_test_nets.ThresholdNet", {}, 1, 2, image_size, preprocessing
+    )
+
+
+def test_inference_masks_of_non_square_pngs_are_on_the_source_grid(tmp_path: Path, monkeypatch) -> None:
+    """48 rows x 40 columns, an off-centre object: crop 40 x 40 at row 4, model at 20 x 20, mask back at 48 x 40."""
+    from monai_synth.evaluation.inference import StudySegmenter
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    picture = np.zeros((48, 40), np.uint8)
+    picture[10:20, 6:14] = 255  # upper left, taller than wide: a transposition or a shift shows
+    Image.fromarray(picture).save(data / "images" / "scan.png")
+    model = _threshold_model(tmp_path / "model.pt", 20, monkeypatch)
+    out = StudySegmenter(model_path=model, dataset=data, output_dir=tmp_path / "inference").run()
+    assert out["num_items"] == 1 and out["num_masks"] == 1
+    entry = json.loads((tmp_path / "inference" / "datalist.json").read_text())["test"][0]
+    mask = LoadImage(image_only=True)(str(tmp_path / "inference" / entry["label"]))
+    source = LoadImage(image_only=True)(str(data / "images" / "scan.png"))  # MONAI's (W, H) = (40, 48)
+    assert tuple(mask.shape) == tuple(source.shape) == (40, 48)
+    np.testing.assert_array_equal(np.asarray(mask), (np.asarray(source) > 127).astype(np.uint8))
+
+
+def test_inference_mask_of_a_volume_is_a_volume_with_the_source_affine(tmp_path: Path, monkeypatch) -> None:
+    from monai_synth.evaluation.inference import StudySegmenter
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    volume = np.zeros((20, 24, 3), np.float32)
+    volume[4:10, 6:16, 1] = 255  # slices 20 x 24 -> crop 20 x 20 at column 2 -> 10 x 10
+    affine = np.array([[-0.8, 0, 0, 10.0], [0, 0.6, 0, -5.0], [0, 0, 2.0, 3.0], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(volume, affine), data / "images" / "vol.nii.gz")
+    model = _threshold_model(tmp_path / "model.pt", 10, monkeypatch)
+    StudySegmenter(model_path=model, dataset=data, output_dir=tmp_path / "inference").run()
+    entry = json.loads((tmp_path / "inference" / "datalist.json").read_text())["test"][0]
+    stored = nib.load(tmp_path / "inference" / entry["label"])
+    np.testing.assert_allclose(stored.affine, affine, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(stored.dataobj), (volume > 127).astype(np.uint8))
