@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from monai.utils import set_determinism
 
+from monai_synth.data import orientation as orient
 from monai_synth.data.datalist import resolve_dataset
 from monai_synth.data.phantom import write_phantom_dataset
 from monai_synth.data.pipeline import PairedSliceDataset
@@ -61,7 +62,7 @@ from monai_synth.evaluation.segmentation import (
 )
 from monai_synth.evaluation.statistics import compare_arms, summarize_cases
 from monai_synth.evaluation.tracking import StudyTracker, require_mlflow
-from monai_synth.evaluation.volumes import slice_spacing, volume_scores
+from monai_synth.evaluation.volumes import pixel_spacing, slice_spacing, volume_scores
 from monai_synth.utils.bundle import resolve_device
 from monai_synth.utils.environment import environment_info
 from monai_synth.utils.io import read_json
@@ -100,6 +101,27 @@ class _GeneratedSet:
     dataset: PairedSliceDataset
     pool: list[dict[str, Any]]
     test: list[dict[str, Any]]
+
+
+def _align_to(dataset: PairedSliceDataset, real: PairedSliceDataset, written: dict[str, Any] | None = None) -> None:
+    """Bring ``dataset``'s items (in place) into the real data's internal layout (the orientation contract).
+
+    Real PNGs are read in viewer layout, NIfTI in MONAI's index order; a PNG-trained generator's NIfTI pairs
+    (written under the contract) or an external set of the other format would otherwise be transposed
+    relative to the real data. ``written``: the set's own record when it overrides what its files say
+    (a pre-contract generated set: ``{"layout": "legacy"}``, never transposed).
+    """
+    source = written or dataset.summary["orientation"]
+    target = real.summary["orientation"]
+    if orient.layouts_agree(source, target):
+        return
+    for item in dataset.data:
+        for key in ("image", "label"):
+            item[key] = np.ascontiguousarray(orient.convert_layout(np.asarray(item[key]), source, target))
+    logger.info(
+        "%s: %s layout, transposed to the real data's %s layout.",
+        dataset.summary["source"], source.get("layout"), target.get("layout"),
+    )  # fmt: skip
 
 
 def _item_ids(items: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -199,6 +221,8 @@ class SyntheticEvaluationStudy:
         self._given_datalist: Path | None = None
         self._volume_axis = 2
         self._preprocessing: dict[str, Any] = {}
+        self._distance_units: dict[str, str] = {}
+        self._spacing_cache: dict[str, tuple[float, float] | None] = {}
         if config.mlflow_tracking_uri:
             require_mlflow()
 
@@ -270,6 +294,7 @@ class SyntheticEvaluationStudy:
                 dataset = PairedSliceDataset(source, c.image_size, datalist_key=key, **self._matching_kwargs(real))
             except ValueError as e:
                 raise ValueError(f"--test_datasets {name!r} ({source}): {e}") from e
+            _align_to(dataset, real)
             if dataset.image_channels != real.image_channels:
                 raise ValueError(
                     f"--test_datasets {name!r} ({source}) has {dataset.image_channels} image channel(s) but the real "
@@ -319,6 +344,7 @@ class SyntheticEvaluationStudy:
                 kwargs["intensity"] = _generated_intensity(source)
             dataset = PairedSliceDataset(source, c.image_size, **kwargs)
             self._check_compatible(real, dataset, source)
+            _align_to(dataset, real, orient.generated_set_orientation(source))
             items = [dict(item) for item in dataset.data]
             if c.synthetic_test_fraction > 0:
                 split = split_datalist(items, val_fraction=0.0, test_fraction=c.synthetic_test_fraction, seed=c.seed)
@@ -514,6 +540,10 @@ class SyntheticEvaluationStudy:
         case_sets = [
             n for name in test_sets for n in (name, name + VOLUME_SUFFIX) if n == name or self._volumetric.get(name)
         ]
+        self._distance_units = {
+            name: "mm" if name.endswith(VOLUME_SUFFIX) or self._knows_spacing(name, splits, test_sets) else "px"
+            for name in case_sets
+        }
         arm_results = [
             {**asdict(arm), "folds": [], "cases": {name: [] for name in case_sets}, "summary": {}} for arm in arms
         ]
@@ -582,6 +612,7 @@ class SyntheticEvaluationStudy:
                 },  # fmt: skip
             },
             "test_sets": case_sets,
+            "distance_units": dict(self._distance_units),
             "arms": arm_results,
             "statistics": statistics,
             "generative_metrics": generative,
@@ -636,6 +667,25 @@ class SyntheticEvaluationStudy:
     def _slice_axis(self) -> int:
         axis = self.config.real_dataset_kwargs.get("slice_axis", "auto")
         return 2 if axis in ("auto", None) else int(axis)
+
+    def _item_spacing(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]] | None:
+        """Per-item pixel size in mm (after crop + resize) of ``items``, or ``None`` when one is unknown."""
+        c, out = self.config, []
+        for item in items:
+            key = str(item.get("image_path"))
+            if key not in self._spacing_cache:
+                self._spacing_cache[key] = pixel_spacing(item, c.image_size, self._volume_axis, c.pixel_spacing)
+            if self._spacing_cache[key] is None:
+                return None
+            out.append(self._spacing_cache[key])
+        return out
+
+    def _knows_spacing(self, name: str, splits, test_sets) -> bool:
+        """Whether the real test set ``name`` is scored in mm (every item's pixel size known, in every fold)."""
+        if not name.startswith(TEST_R):
+            return False  # test-G: generated files carry the source's geometry at best, not their own
+        lists = [s["test"] for s in splits] if name == TEST_R else [test_sets[name][0]]
+        return all(items and self._item_spacing(items) is not None for items in lists)
 
     def _check_num_real(self, splits) -> None:
         """Refuse a ``num_real`` larger than a fold's real training cases, before any training."""
@@ -748,7 +798,8 @@ class SyntheticEvaluationStudy:
             images = torch.as_tensor(np.stack([i["image"] for i in items]))
             labels = torch.as_tensor(np.stack([i["label"] for i in items]))
             predictions = predict_labels(network, images, c.batch_size, self.device)
-            scores = segmentation_scores(predictions, labels, num_classes)
+            spacing = self._item_spacing(items) if self._distance_units.get(test_name) == "mm" else None
+            scores = segmentation_scores(predictions, labels, num_classes, spacing=spacing)
             for row, (item, item_id) in enumerate(zip(items, ids)):
                 case: dict[str, Any] = {"fold": fold, "item_id": item_id, "case_id": str(item["case_id"])}
                 for score in SCORE_NAMES:

@@ -162,6 +162,23 @@ def test_a_given_test_list_with_missing_files_fails_before_training(tmp_path: Pa
         SyntheticEvaluationStudy(tmp_path / "out", real_dataset_dir=datalist, arms=["real"], **TINY).run()
 
 
+@pytest.mark.parametrize("broken", ["missing_file", "missing_datalist"])
+def test_an_external_test_set_with_missing_files_fails_before_training(tmp_path: Path, monkeypatch, broken) -> None:
+    import monai_synth.evaluation.study as study_module
+
+    monkeypatch.setattr(study_module, "train_segmentation_network", _no_training)
+    site_b = write_phantom_dataset(tmp_path / "site_b", 3, image_size=32, seed=500)
+    site_b = site_b.parent if site_b.is_file() else site_b
+    content = read_json(site_b / "datalist.json")
+    content["training"][1]["label"] = "labels/missing_label.nii.gz"
+    write_json_atomic(site_b / "datalist.json", content)
+    source = site_b / "datalist.json" if broken == "missing_file" else tmp_path / "nowhere.json"
+    study = SyntheticEvaluationStudy(tmp_path / "out", arms=["real"], phantom_samples=8, test_datasets={"site_b": source},
+                                     **TINY)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="missing_label.nii.gz" if broken == "missing_file" else "nowhere.json"):
+        study.run()
+
+
 def test_external_test_set_is_scored_and_reported_on_its_own(tmp_path: Path) -> None:
     site_b = write_phantom_dataset(tmp_path / "site_b", 5, image_size=32, seed=9000)
     results = SyntheticEvaluationStudy(

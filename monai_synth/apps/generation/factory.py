@@ -27,12 +27,14 @@ from monai_synth.utils.visualize import to_uint8
 
 from .postprocessing import pair_postprocessing, resolve_num_components
 
-__all__ = ["PairedDatasetFactory", "sample_seed"]
+__all__ = ["OUTPUT_FORMATS", "PairedDatasetFactory", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
 _SEEDS_PER_RUN = 1_000_000
 LOCK_NAME = ".lock"
+#: File formats of generated pairs: NIfTI (float images) or the source's PNG (8-bit images).
+OUTPUT_FORMATS = ("nifti", "png")
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -69,7 +71,9 @@ class PairedDatasetFactory:
         .lock                    while a run writes the folder: its pid and host
         pairs/<id>_image.nii.gz  image float32 in [-1, 1] (C > 1: <id>_image_c0.nii.gz, ... one per channel)
         pairs/<id>_label.nii.gz  uint8 labels 0..K-1 (after post-processing)
-        pairs/<id>_*.png         with save_png
+        pairs/<id>_*.png         with save_png (previews); with output_format="png" the pairs themselves:
+                                 <id>_image.png (8-bit, [-1, 1] -> 0..255; C > 1: <id>_image_c0.png, ...)
+                                 and <id>_label.png (label values 0..K-1), for PNG-trained generators
         shards/shard_XXXXX.json  per-shard records (resume points)
         shards/shard_XXXXX.draft.json  under torchrun, while a run is under way: a shard drawn by one
                                  rank, before rank 0 made its duplicate decisions
@@ -109,6 +113,12 @@ class PairedDatasetFactory:
         save_png: also write PNG previews of each pair.
         device: generation device.
         id_prefix: prefix of pair ids (``<prefix>_<index>`` for seed 0, ``<prefix>_s<seed>_<index>`` otherwise).
+        output_format: ``"nifti"`` (float32 images in [-1, 1]) or ``"png"`` (8-bit images and label PNGs in the
+            source's own format, loading like the source PNGs with MONAI's ``LoadImage``; intensities are
+            quantised to 256 levels).
+
+    Raises:
+        ValueError: bad counts, an unknown ``output_format``.
     """
 
     def __init__(
@@ -128,7 +138,10 @@ class PairedDatasetFactory:
         save_png: bool = False,
         device: str | torch.device = "cpu",
         id_prefix: str = "syn",
+        output_format: str = "nifti",
     ) -> None:
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {list(OUTPUT_FORMATS)}, got {output_format!r}.")
         for name, value, low in (
             ("num_samples", num_samples, 1),
             ("batch_size", batch_size, 1),
@@ -147,6 +160,7 @@ class PairedDatasetFactory:
         self.save_png = bool(save_png)
         self.device = torch.device(device)
         self.id_prefix = id_prefix
+        self.output_format = output_format
         self._batch_cache: tuple[int, tuple[list[Any], list[dict[str, Any]]]] | None = None
         self.network, self.config = load_generator(self.generator_path, self.device)
         data = self.config.get("data", {})
@@ -171,6 +185,8 @@ class PairedDatasetFactory:
             "id_prefix": id_prefix,
             "save_png": self.save_png,
         }
+        if output_format != "nifti":  # only then: sets made before the option keep their fingerprint
+            self.fingerprint["output_format"] = output_format
 
     def _check_mode(self) -> None:
         if self.mode != "paired":
@@ -382,6 +398,16 @@ class PairedDatasetFactory:
     def _write_pair(self, entry: dict, image: np.ndarray, label: np.ndarray) -> None:
         """Write the pair's files (orientation contract; C > 1: one image file per channel) into ``entry``."""
         pair_id = entry["id"]
+        if self.output_format == "png":
+            suffixes = [""] if image.shape[0] == 1 else [f"_c{c}" for c in range(image.shape[0])]
+            names = [f"pairs/{pair_id}_image{suffix}.png" for suffix in suffixes]
+            for name, channel in zip(names, image):
+                orient.save_preview(self.output_dir / name, to_uint8(channel), self.orientation)
+            entry["image"] = names[0] if len(names) == 1 else names
+            entry["label"] = f"pairs/{pair_id}_label.png"
+            orient.save_preview(self.output_dir / entry["label"], label.reshape(label.shape[-2:]).astype(np.uint8),
+                                self.orientation)  # fmt: skip
+            return
         written = orient.save_image(self.output_dir / f"pairs/{pair_id}_image.nii.gz", image, self.orientation)
         names = [f"pairs/{p.name}" for p in written]
         entry["image"] = names[0] if len(names) == 1 else names
