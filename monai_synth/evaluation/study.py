@@ -405,25 +405,23 @@ class SyntheticEvaluationStudy:
         c = self.config
         if c.real_dataset_dir is None:
             raise ValueError("write_generator_datalist needs real data files (--real_dataset_dir), not the phantom.")
-        given = labelled_test_datalist(c.real_dataset_dir)
-        items = resolve_dataset(given or c.real_dataset_dir)
-        if given is not None:
-            self._given_datalist = given
-            content = read_json(given)
-            has_validation = isinstance(content.get("validation"), list) and content["validation"]
-            training = (
-                items
-                if has_validation or c.val_fraction == 0
-                else split_datalist(items, c.val_fraction, 0.0, seed=c.seed)["training"]
-            )
-            splits = [{"training": training}]
-        else:
-            splits = self._real_splits(items, str(c.real_dataset_dir))
+        # the cases come from the real data exactly as the study loads them (real_dataset_kwargs such as
+        # max_items / keep_labels applied), so the generator's cases are the real arms' cases, never others
+        real = self._load_real()
+        real_items = [dict(item) for item in real.data]
+        splits = self._given_splits(real, real_items) or self._real_splits(real_items, real.summary["source"])
         if not 0 <= fold < len(splits):
             raise ValueError(f"fold={fold} is out of range: the study has {len(splits)} fold(s).")
-        training = real_subset(splits[fold]["training"], num_real, c.seed)
-        cases = len({str(i["case_id"]) for i in training})
-        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, cases, fold)
+        keep = {str(i["case_id"]) for i in real_subset(splits[fold]["training"], num_real, c.seed)}
+        training = [dict(i) for i in resolve_dataset(self._given_datalist or c.real_dataset_dir)]
+        training = [i for i in training if str(i["case_id"]) in keep]
+        found = {str(i["case_id"]) for i in training}
+        if found != keep:
+            raise ValueError(
+                f"write_generator_datalist: {len(keep - found)} training case(s) of the study were not found among "
+                f"the files of {c.real_dataset_dir} (e.g. {sorted(keep - found)[:3]}); case ids must be stable."
+            )
+        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, len(keep), fold)
         return write_datalist(path, {"training": [dict(i) for i in training]})
 
     def _real_splits(self, items: list[dict[str, Any]], source: str) -> list[dict[str, list[dict[str, Any]]]]:

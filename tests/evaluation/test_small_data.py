@@ -380,10 +380,15 @@ def test_saved_model_reloads_and_inference_reproduces_the_test_dice(tmp_path: Pa
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= set(range(6))
 
 
-def test_generator_datalist_holds_exactly_the_arm_training_cases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("real_kwargs", [None, {"max_items": 11}])
+def test_generator_datalist_holds_exactly_the_arm_training_cases(tmp_path: Path, real_kwargs) -> None:
+    # real_dataset_kwargs (max_items here) change which cases the study splits: the generator's list follows them
     real = write_phantom_dataset(tmp_path / "real", 14, image_size=32, seed=0)
     real_dir = real.parent if real.is_file() else real
-    study = SyntheticEvaluationStudy(tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[4], **TINY)
+    study = SyntheticEvaluationStudy(
+        tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[4], real_dataset_kwargs=real_kwargs,
+        **TINY,
+    )  # fmt: skip
     path = study.write_generator_datalist(tmp_path / "gan_training.json", num_real=4)
     cases = sorted(e["case_id"] for e in read_json(path)["training"])
     results = study.run()
