@@ -1,10 +1,11 @@
-"""monai_synth.augment: adaptive discriminator augmentation that moves image and mask together.
+"""monai_synth.augment: discriminator augmentation (ADA, DiffAugment) that moves image and mask together.
 
-``PairedAugmentPipe`` (geometric ops on image + mask, intensity ops on the image only, probability ``p`` as a buffer).
+``PairedAugmentPipe`` (ADA, probability ``p`` as a buffer) and ``PairedDiffAugment`` (fixed DiffAugment policy).
 """
 
 from __future__ import annotations
 
 from .ada import PairedAugmentPipe
+from .diffaugment import DIFFAUGMENT_POLICIES, PairedDiffAugment, select_discriminator_augment
 
-__all__ = ["PairedAugmentPipe"]
+__all__ = ["DIFFAUGMENT_POLICIES", "PairedAugmentPipe", "PairedDiffAugment", "select_discriminator_augment"]

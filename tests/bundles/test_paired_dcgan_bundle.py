@@ -217,6 +217,22 @@ def test_bad_overrides_are_refused_before_anything_is_written(tmp_path: Path, ov
     assert not (out / "checkpoints").exists()
 
 
+def test_diffaugment_is_an_alternative_to_ada(tmp_path: Path) -> None:
+    both = tmp_path / "both"
+    _failed_with(
+        _run("train.json", *TINY, "--diffaugment", "True", "--output_dir", str(both), cwd=tmp_path),
+        "--ada False --diffaugment True",
+    )
+    run_dir = tmp_path / "diffaugment"
+    _ok(
+        _run("train.json", *TINY, "--ada", "False", "--diffaugment", "True", "--output_dir", str(run_dir), cwd=tmp_path)
+    )
+    checkpoint = torch.load(run_dir / "checkpoints" / "checkpoint_last.pt", weights_only=True)
+    assert checkpoint["iteration"] == 4 and "ada" not in checkpoint["states"]  # no ADA controller, nothing to tune
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["last_output"]["ada_p"] == 0.0 and "real_sign" in summary["last_output"]  # D saw augmented pairs
+
+
 def test_generate_refuses_a_constant_generator_unless_allowed(trained: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "constant"
     run_dir.mkdir()

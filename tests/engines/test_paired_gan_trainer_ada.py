@@ -9,7 +9,7 @@ from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from torch import nn
 
-from monai_synth.augment import PairedAugmentPipe
+from monai_synth.augment import PairedAugmentPipe, PairedDiffAugment
 from monai_synth.engines import PairedGANTrainer
 from monai_synth.handlers import AdaptiveAugmentHandler, GeneratorEMAHandler, make_ema_copy
 from monai_synth.networks.nets import PairedDCGANDiscriminator, PairedDCGANGenerator
@@ -99,6 +99,21 @@ def test_mask_stays_aligned_with_the_image_in_what_the_discriminator_sees():
         assert (image_fg == mask_fg).float().mean() > 0.97  # bilinear image vs nearest mask differ on edges only
         moved |= not torch.equal(x, torch.as_tensor(np.stack([p["pair"] for p in _pairs()])))
     assert moved  # the augmentation did change the reals
+
+
+def test_diffaugment_reaches_the_discriminator_with_the_mask_aligned():
+    # --ada False --diffaugment True: the fixed policy on every batch D sees, real and generated
+    d = RecordingDiscriminator(PairedDCGANDiscriminator(SIZE, 2, channels=(8, 16)))
+    trainer, _, _ = _trainer(PairedDiffAugment(image_channels=1, policy="translation,cutout"), epoch_length=2, d=d)
+    trainer.run()
+    assert len(d.seen) == 2 * 3  # real + fake in the D step, fake in the G step, every iteration
+    reals = [x for x in d.seen if set(torch.unique(x[:, 1]).tolist()) <= {-1.0, 1.0}]
+    assert reals, "no augmented real batch reached the discriminator"
+    for x in reals:
+        filled = x[:, 0] == 0  # the real images are +-1: 0 marks a shifted-in or cut-out pixel
+        assert filled.any() and torch.all(x[:, 1][filled] == -1.0)
+        assert torch.equal(x[:, 0][~filled], x[:, 1][~filled])
+    assert trainer.state.output["ada_p"] == 0.0  # no ADA probability to tune
 
 
 def test_r1_penalty_is_reported_and_finite():
