@@ -1,5 +1,5 @@
 """monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid arms, StudyConfig),
-its segmentation training, per-slice and per-volume scores, statistics, MLflow tracking, report and saved models."""
+its segmentation training, scores, statistics, MLflow tracking, report, saved models, and the resumable pipeline."""
 
 from __future__ import annotations
 
@@ -37,13 +37,15 @@ from .statistics import (
     paired_wilcoxon,
     summarize_cases,
 )
+from .pipeline import SyntheticEvaluationPipeline
 from .study import SyntheticEvaluationStudy
-from .tracking import StudyTracker
+from .tracking import PipelineTracker, StudyTracker
 
 __all__ = [
     # study
     "StudyConfig",
     "SyntheticEvaluationStudy",
+    "SyntheticEvaluationPipeline",
     # arms
     "ARM_KINDS",
     "ArmSpec",
@@ -71,6 +73,7 @@ __all__ = [
     "summarize_cases",
     # tracking
     "StudyTracker",
+    "PipelineTracker",
     # report
     "from_json_safe",
     "load_results",
