@@ -596,11 +596,15 @@ class SyntheticEvaluationPipeline:
                 content = read_json(path)
                 external |= {str(i.get("case_id")) for k in ("training", "test") for i in content.get(k, []) if isinstance(i, dict)}
         for name, (train, _) in trained.items():
-            ids = set(_case_ids(split.folder / "generator_training.json"))
+            # the datalist the generator's own summary says it read (the split stage's file)
+            summary = train.folder / "summary.json"
+            source = read_json(summary)["data"]["source"] if summary.is_file() else None
+            source = Path(source) if source else split.folder / "generator_training.json"
+            ids = set(_case_ids(source))
             ok = ids <= training and not ids & held_out and not ids & external
             rows.append({
                 "generator": name, "fold": fold, "num_real": num_real,
-                "generator_training_file": f"stages/{split.name}/generator_training.json",
+                "generator_training_file": f"stages/{split.name}/{source.name}",
                 "num_generator_cases": len(ids), "num_fold_training_cases": len(training),
                 "subset_of_fold_training": ids <= training, "overlap_with_validation_or_test": sorted(ids & held_out),
                 "overlap_with_external_tests": sorted(ids & external), "ok": ok,
