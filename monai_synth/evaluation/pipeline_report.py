@@ -79,22 +79,24 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, str]:
                     parts.append(f"{name} has no defined Dice")
                     continue
                 outcome, test = _test_words(dice_stats, name, real)
-                what = "training on generated pairs only" if arm["kind"] == "synthetic" else "adding"
                 pairs = f"{arm['num_synthetic']} {arm['generator']} pairs"
+                what = f"{pairs} alone give" if arm["kind"] == "synthetic" else f"adding {pairs} gives"
                 verb = {"better": "significantly better", "worse": "significantly worse"}.get(outcome, "not significantly different")
                 parts.append(
-                    f"{what} {pairs} gives mean Dice {value:.3f} against {base:.3f} ({value - base:+.3f}), "
+                    f"{what} mean Dice {value:.3f} against {base:.3f} for the real cases alone ({value - base:+.3f}), "
                     f"{verb} at alpha = {alpha} ({test})"
                 )
-                if arm["kind"] == "hybrid":
-                    (helped if outcome == "better" else hurt if outcome == "worse" else []).append(f"{name}")
+                if arm["kind"] == "hybrid" and outcome != "no difference":
+                    where = f"{arm['generator']} with {_r_label(tag)} ({value - base:+.3f} Dice)"
+                    (helped if outcome == "better" else hurt).append(where)
             sentences.append(f"With {_r_label(tag)}: " + "; ".join(parts) + ".")
         if helped:
-            head = f"On {test_set}, synthetic data helps in {len(helped)} setting(s) ({', '.join(helped)})."
+            head = f"On {test_set}, synthetic data helps: {'; '.join(helped)}."
+            head += f" It hurts: {'; '.join(hurt)}." if hurt else ""
         elif hurt:
-            head = f"On {test_set}, synthetic data does not help: it hurts in {', '.join(hurt)}."
+            head = f"On {test_set}, synthetic data does not help; it hurts: {'; '.join(hurt)}."
         else:
-            head = f"On {test_set}, synthetic data makes no significant difference in any setting tested."
+            head = f"On {test_set}, adding synthetic data makes no significant difference in any setting tested."
         folds = results["settings"]["folds"]
         tail = f" ({folds} fold(s); the arms of one number of real cases share their real cases and initial weights.)"
         out[test_set] = " ".join([head, *sentences]) + tail
@@ -257,7 +259,9 @@ def write_pipeline_report(results: Mapping[str, Any], output_dir: str | os.PathL
     output_dir = Path(output_dir)
     results = from_json_safe(dict(results))
     folder = output_dir / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.is_dir():
+        shutil.rmtree(folder)  # only this report's figures: a rerun with other settings leaves no stale grid
+    folder.mkdir(parents=True)
     figures: dict[str, str] = {}
     for test_set in results["test_sets"]:
         safe = test_set.replace(":", "_").replace("/", "_")
