@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .arms import ARM_KINDS, ArmSpec, arm_training_items, plan_arms
 from .config import StudyConfig
+from .pipeline import SyntheticEvaluationPipeline
 from .report import (
     from_json_safe,
     load_results,
@@ -37,7 +38,6 @@ from .statistics import (
     paired_wilcoxon,
     summarize_cases,
 )
-from .pipeline import SyntheticEvaluationPipeline
 from .study import SyntheticEvaluationStudy
 from .tracking import PipelineTracker, StudyTracker
 

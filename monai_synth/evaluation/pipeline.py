@@ -109,7 +109,9 @@ def bundles_folder(bundles_dir: str | os.PathLike | None = None) -> Path:
     Raises:
         FileNotFoundError: none of them exists.
     """
-    candidates = [Path(bundles_dir)] if bundles_dir else [Path("bundles"), Path(__file__).resolve().parents[2] / "bundles"]
+    candidates = (
+        [Path(bundles_dir)] if bundles_dir else [Path("bundles"), Path(__file__).resolve().parents[2] / "bundles"]
+    )
     for candidate in candidates:
         if (candidate / "paired_dcgan" / "configs").is_dir():
             return candidate
@@ -229,7 +231,11 @@ class SyntheticEvaluationPipeline:
         bad = sorted(set(self.study_settings) & owned)
         if bad:
             raise ValueError(f"--study must not set {bad}: they are pipeline settings of their own (--{bad[0]}).")
-        self.split_settings = {"folds": int(folds), "val_fraction": float(val_fraction), "test_fraction": float(test_fraction)}
+        self.split_settings = {
+            "folds": int(folds),
+            "val_fraction": float(val_fraction),
+            "test_fraction": float(test_fraction),
+        }
         # every study setting is checked now, before anything runs
         self._study_config(folds=int(folds), fold=0, output_dir=str(self.output_dir))
         self._stage_root = self.output_dir / "stages"
@@ -243,7 +249,9 @@ class SyntheticEvaluationPipeline:
             return [None]
         values = [value] if isinstance(value, int) and not isinstance(value, bool) else list(value)
         values = [None if isinstance(v, str) and v.lower() in ("null", "none", "all") else v for v in values]
-        if not values or not all(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in values):
+        if not values or not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1) for v in values
+        ):
             raise ValueError(f"--num_real must hold integers >= 1 or null (all), got {value!r}.")
         if len(set(values)) != len(values):
             raise ValueError(f"--num_real holds a value twice: {values}.")
@@ -256,12 +264,19 @@ class SyntheticEvaluationPipeline:
         out = {}
         for name, spec in value.items():
             if not isinstance(spec, Mapping) or spec.get("bundle") not in ("paired_dcgan", "datasetgan"):
-                raise ValueError(f"--generators {name!r}: 'bundle' must be 'paired_dcgan' or 'datasetgan', got {spec!r}.")
+                raise ValueError(
+                    f"--generators {name!r}: 'bundle' must be 'paired_dcgan' or 'datasetgan', got {spec!r}."
+                )
             unknown = sorted(set(spec) - {"bundle", "overrides", "generate_overrides"})
             if unknown:
-                raise ValueError(f"--generators {name!r}: unknown key(s) {unknown}; use bundle, overrides, generate_overrides.")
+                raise ValueError(
+                    f"--generators {name!r}: unknown key(s) {unknown}; use bundle, overrides, generate_overrides."
+                )
             train, generate = dict(spec.get("overrides") or {}), dict(spec.get("generate_overrides") or {})
-            for owned, given, what in ((_OWNED_TRAIN, train, "overrides"), (_OWNED_GENERATE, generate, "generate_overrides")):
+            for owned, given, what in (
+                (_OWNED_TRAIN, train, "overrides"),
+                (_OWNED_GENERATE, generate, "generate_overrides"),
+            ):
                 bad = sorted(set(given) & set(owned))
                 if bad:
                     raise ValueError(f"--generators {name!r} {what} set {bad}, which the pipeline sets itself.")
@@ -321,7 +336,9 @@ class SyntheticEvaluationPipeline:
         write_json_atomic(stage.folder / COMPLETE, content)  # last: the stage is complete from here on
         self.stages.append(record | {"ran": True, "seconds": seconds})
         if self._tracker is not None:
-            self._tracker.stage(stage.name, {"kind": stage.kind, "label": stage.label, **stage.settings}, outputs, seconds)
+            self._tracker.stage(
+                stage.name, {"kind": stage.kind, "label": stage.label, **stage.settings}, outputs, seconds
+            )
         return content
 
     def _data_stage(self) -> tuple[Stage | None, str]:
@@ -349,7 +366,9 @@ class SyntheticEvaluationPipeline:
         stage = self._stage("split", f"f{fold}-r{_tag(num_real)}", settings, [data] if data else [])
 
         def work(folder: Path) -> dict[str, Any]:
-            config = self._study_config(real_dataset_dir=real, folds=self.split_settings["folds"], output_dir=str(folder))
+            config = self._study_config(
+                real_dataset_dir=real, folds=self.split_settings["folds"], output_dir=str(folder)
+            )
             study = SyntheticEvaluationStudy(config)
             path = study.write_generator_datalist(folder / "generator_training.json", fold, num_real)
             return {"datalist": path.name, "num_cases": len(_case_ids(path))}
@@ -368,13 +387,17 @@ class SyntheticEvaluationPipeline:
             overrides["image_size"] = self.image_size
             run_bundle([self.bundles / spec["bundle"] / "configs" / "train.json"], overrides)
             if not (folder / "generator.pt").is_file():
-                raise RuntimeError(f"Stage {stage.name}: {spec['bundle']} train.json wrote no generator.pt in {folder}.")
+                raise RuntimeError(
+                    f"Stage {stage.name}: {spec['bundle']} train.json wrote no generator.pt in {folder}."
+                )
             return {"generator": "generator.pt", "grid": "samples/latest.png"}
 
         self._run_stage(stage, work)
         return stage
 
-    def _generate_stage(self, name: str, spec: Mapping[str, Any], train: Stage, fold: int, num_real: int | None) -> Stage:
+    def _generate_stage(
+        self, name: str, spec: Mapping[str, Any], train: Stage, fold: int, num_real: int | None
+    ) -> Stage:
         settings = {"generate_overrides": spec["generate_overrides"], "num_synthetic": self.num_synthetic}
         settings |= {"seed": self.seed, "device": self.device}
         stage = self._stage("generate", f"{name}-f{fold}-r{_tag(num_real)}", settings, [train])
@@ -425,7 +448,9 @@ class SyntheticEvaluationPipeline:
         network, config = load_generator(generator_path, device="cpu")
         dim, distribution = latent_spec(config)
         with torch.no_grad():
-            pairs = generate_pairs(network, latents_from_seeds(range(self.diversity_samples), dim, distribution=distribution))
+            pairs = generate_pairs(
+                network, latents_from_seeds(range(self.diversity_samples), dim, distribution=distribution)
+            )
         channels = int(config["data"]["image_channels"])
         dataset = PairedSliceDataset(real, self.image_size, seed=self.seed)
         encoded = Dataset(dataset.data, transform=EncodePairedd(num_classes=dataset.num_classes))
@@ -451,7 +476,11 @@ class SyntheticEvaluationPipeline:
 
         def work(folder: Path) -> dict[str, Any]:
             changes: dict[str, Any] = {"real_dataset_dir": real, "folds": self.split_settings["folds"], "fold": fold}
-            changes |= {"output_dir": str(folder), "arms": [kind], "num_real": [num_real] if kind != "synthetic" else None}
+            changes |= {
+                "output_dir": str(folder),
+                "arms": [kind],
+                "num_real": [num_real] if kind != "synthetic" else None,
+            }
             changes["compute_fid"] = settings["compute_fid"]
             if generate is not None:
                 changes["synthetic_datalist"] = {name: str(generate.folder / "generated" / "datalist.json")}
@@ -579,7 +608,9 @@ class SyntheticEvaluationPipeline:
                     arm_meta[arm]["stages"].append(stage.name)
                     arm_outputs.setdefault(arm, []).append(out)
                     if out.get("generative_metrics"):
-                        run = next(r for r in generators[name]["runs"] if r["fold"] == fold and r["num_real"] == num_real)
+                        run = next(
+                            r for r in generators[name]["runs"] if r["fold"] == fold and r["num_real"] == num_real
+                        )
                         run["fid_kid"] = out["generative_metrics"]
                 if fold_split is not None:
                     leakage += self._leakage(split, trained, fold, num_real, fold_split)
@@ -594,7 +625,12 @@ class SyntheticEvaluationPipeline:
             path = Path(source) / "datalist.json" if Path(source).is_dir() else Path(source)
             if path.suffix == ".json" and path.is_file():
                 content = read_json(path)
-                external |= {str(i.get("case_id")) for k in ("training", "test") for i in content.get(k, []) if isinstance(i, dict)}
+                external |= {
+                    str(i.get("case_id"))
+                    for k in ("training", "test")
+                    for i in content.get(k, [])
+                    if isinstance(i, dict)
+                }
         for name, (train, _) in trained.items():
             # the datalist the generator's own summary says it read (the split stage's file)
             summary = train.folder / "summary.json"
@@ -610,7 +646,9 @@ class SyntheticEvaluationPipeline:
                 "overlap_with_external_tests": sorted(ids & external), "ok": ok,
             })  # fmt: skip
             if not ok:
-                raise ValueError(f"Leakage: the {name} generator of fold {fold}, R={_tag(num_real)} saw scored cases: {rows[-1]}")
+                raise ValueError(
+                    f"Leakage: the {name} generator of fold {fold}, R={_tag(num_real)} saw scored cases: {rows[-1]}"
+                )
         return rows
 
     def _results(self, arm_outputs, arm_meta, generators, leakage) -> dict[str, Any]:

@@ -81,7 +81,9 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, str]:
                 outcome, test = _test_words(dice_stats, name, real)
                 pairs = f"{arm['num_synthetic']} {arm['generator']} pairs"
                 what = f"{pairs} alone give" if arm["kind"] == "synthetic" else f"adding {pairs} gives"
-                verb = {"better": "significantly better", "worse": "significantly worse"}.get(outcome, "not significantly different")
+                verb = {"better": "significantly better", "worse": "significantly worse"}.get(
+                    outcome, "not significantly different"
+                )
                 parts.append(
                     f"{what} mean Dice {value:.3f} against {base:.3f} for the real cases alone ({value - base:+.3f}), "
                     f"{verb} at alpha = {alpha} ({test})"
@@ -155,7 +157,7 @@ def plot_paired_cases(results: Mapping[str, Any], path: str | os.PathLike, test_
     axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
     for axes, (tag, real, hybrids) in zip(axes_list, panels):
         base = {(c["fold"], c["item_id"]): c["dice_mean"] for c in real["cases"].get(test_set, [])}
-        for k, (name, arm) in enumerate(hybrids.items()):
+        for k, arm in enumerate(hybrids.values()):
             pairs = [(base[(c["fold"], c["item_id"])], c["dice_mean"]) for c in arm["cases"].get(test_set, [])
                      if (c["fold"], c["item_id"]) in base]  # fmt: skip
             pairs = [p for p in pairs if all(v is not None and math.isfinite(float(v)) for v in p)]
@@ -182,7 +184,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     s = results["settings"]
     lines = ["# Does synthetic data help? — synthetic_evaluation pipeline", ""]
-    for test_set, paragraph in results["verdict"].items():
+    for paragraph in results["verdict"].values():
         lines += [paragraph, ""]
     source = s["real_dataset_dir"] or f"built-in phantom ({s['phantom_samples']} slices)"
     lines += [
@@ -209,7 +211,12 @@ def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
         "",
     ]
     for test_set in results["test_sets"]:
-        lines += [f"## {test_set}: mean ± std over cases", "", "| arm | R | generated pairs | Dice | HD95 | cases |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {test_set}: mean ± std over cases",
+            "",
+            "| arm | R | generated pairs | Dice | HD95 | cases |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, arm in results["arms"].items():
             summary = arm["summary"].get(test_set)
             if not summary:
@@ -226,9 +233,16 @@ def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
                 lines.append(f"- R = {tag}: {dice.get('note')}")
                 continue
             ranks = ", ".join(f"{m} {r:.2f}" for m, r in dice["mean_ranks"].items())
-            lines.append(f"- R = {tag}: {dice['test']} p = {_fmt(dice['p_value'], 4)} (mean ranks: {ranks}). {dice.get('note', '')}")
+            lines.append(
+                f"- R = {tag}: {dice['test']} p = {_fmt(dice['p_value'], 4)} (mean ranks: {ranks}). {dice.get('note', '')}"
+            )
         lines.append("")
-    lines += ["## Generators", "", "| generator | fold | R | diversity ratio | duplicate rate | FID | KID |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Generators",
+        "",
+        "| generator | fold | R | diversity ratio | duplicate rate | FID | KID |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, info in results["generators"].items():
         for run in info["runs"]:
             fid = (run.get("fid_kid") or {}).get("fid")
@@ -278,7 +292,9 @@ def write_pipeline_report(results: Mapping[str, Any], output_dir: str | os.PathL
                 target = folder / f"samples_{name}_f{run['fold']}_r{tag}.png"
                 with atomic_path(target, suffix=".png") as tmp:
                     shutil.copyfile(grid, tmp)
-                figures[f"{name} samples (fold {run['fold']}, R = {tag}): image | mask"] = target.relative_to(output_dir).as_posix()
+                figures[f"{name} samples (fold {run['fold']}, R = {tag}): image | mask"] = target.relative_to(
+                    output_dir
+                ).as_posix()
     path = output_dir / "report.md"
     with atomic_path(path, suffix=".md") as tmp:
         Path(tmp).write_text(_markdown(results, figures))

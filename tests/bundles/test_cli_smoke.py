@@ -72,7 +72,12 @@ def cli_runs(tmp_path_factory) -> dict[str, tuple[Path, Future]]:
 
 def test_every_bundle_config_is_smoke_tested() -> None:
     names = {_id(p) for p in CONFIGS}
-    assert {"paired_dcgan/train", "datasetgan/train", "synthetic_evaluation/evaluate", "synthetic_evaluation/pipeline"} <= names
+    assert {
+        "paired_dcgan/train",
+        "datasetgan/train",
+        "synthetic_evaluation/evaluate",
+        "synthetic_evaluation/pipeline",
+    } <= names
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=_id)

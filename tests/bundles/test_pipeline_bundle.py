@@ -77,7 +77,11 @@ def test_stages_results_and_report(first_run: Path) -> None:
         assert 0.0 <= run["duplicate_rate"] <= 1.0 and run["diversity_ratio"] >= 0.0
     report = (first_run / "report.md").read_text()
     first_paragraph = report.split("\n\n")[1]
-    assert first_paragraph.startswith("On test_R, ") and "synthetic data" in first_paragraph and "With 3 real training cases" in first_paragraph
+    assert (
+        first_paragraph.startswith("On test_R, ")
+        and "synthetic data" in first_paragraph
+        and "With 3 real training cases" in first_paragraph
+    )
     assert "Wilcoxon" in first_paragraph and "No leakage, by construction" in report
     for figure in ("dice_vs_num_real_test_R.png", "paired_cases_test_R.png", "samples_dcgan_f1_r3.png"):
         assert (first_run / "figures" / figure).read_bytes()[:8] == PNG_MAGIC
