@@ -192,3 +192,21 @@ def test_kill_9_during_generator_training_then_rerun_gives_the_same_results(tmp_
     ok(bundle(reference, cwd=tmp_path))
     killed = (tmp_path / "killed" / "results.json").read_bytes()
     assert killed == (tmp_path / "reference" / "results.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_quickstart_generators_are_not_collapsed(tmp_path: Path) -> None:
+    """README command 1 (the pipeline quick-start on the phantom): varied generators, pairs, grids, report."""
+    quickstart = REPO / "bundles" / "synthetic_evaluation" / "configs" / "quickstart.json"
+    output_dir = tmp_path / "quickstart"
+    ok(bundle(["run", "--config_file", f"['{CONFIG}','{quickstart}']", "--output_dir", str(output_dir)], cwd=tmp_path))
+    summary = json.loads((output_dir / "summary.json").read_text())
+    runs = summary["diversity"]["dcgan"]["runs"]
+    assert len(runs) == 2
+    for run in runs:
+        assert run["num_generated_images"] == 64 and run["num_real_images"] == 64
+        assert run["diversity_ratio"] >= 0.5 and run["duplicate_rate"] <= 0.05, run
+    report = (output_dir / "report.md").read_text()
+    assert "samples_dcgan_f0_r10.png" in report and "dice_vs_num_real_test_R.png" in report
+    generated = list((output_dir / "stages").glob("generate-dcgan-f0-r10-*/generated/datalist.json"))
+    assert len(json.loads(generated[0].read_text())["training"]) == 200
