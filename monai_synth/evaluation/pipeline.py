@@ -543,6 +543,15 @@ class SyntheticEvaluationPipeline:
         write_json_atomic(self.output_dir / "summary.json", summary)
         if self._tracker is not None:
             self._tracker.finish("FINISHED", {"wall_time_seconds": summary["wall_time_seconds"]})
+        for name, info in results["generators"].items():
+            for run in info["runs"]:
+                logger.info(
+                    "Generator %s, fold %d, R=%s: diversity ratio %s (%d generated vs %d real images), duplicate rate %s.",
+                    name, run["fold"], _tag(run["num_real"]), run["diversity_ratio"], run["num_generated_images"],
+                    run["num_real_images"], run["duplicate_rate"],
+                )  # fmt: skip
+        for text in results["verdict"].values():
+            logger.info("Verdict: %s", text)
         logger.info("Pipeline done in %.1f s: %s", summary["wall_time_seconds"], self.output_dir / "report.md")
         return results
 
