@@ -171,7 +171,7 @@ def test_bad_generator_recipe_is_refused_before_anything_runs(tmp_path: Path) ->
 def test_kill_9_during_generator_training_then_rerun_gives_the_same_results(tmp_path: Path) -> None:
     """A real process killed (SIGKILL) while a generator trains; the same command then finishes the run."""
     slow = json.loads(json.dumps(GENERATORS))
-    slow["dcgan"]["overrides"]["iterations_per_epoch"] = 150  # a few seconds per generator: time to kill it
+    slow["dcgan"]["overrides"]["iterations_per_epoch"] = 400  # seconds per generator: time to kill it
     args = with_overrides(_args(tmp_path / "killed", "--mlflow_tracking_uri", "None"), generators=repr(slow))
     reference = with_overrides(_args(tmp_path / "reference", "--mlflow_tracking_uri", "None"), generators=repr(slow))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
