@@ -78,6 +78,7 @@ class Stage:
         settings: everything that changes its output (JSON values).
         upstream: the stages whose outputs it reads.
         root: the folder holding every stage folder.
+        outputs: what the stage reported (its ``complete.json`` ``outputs``), filled when it ran or was skipped.
     """
 
     kind: str
@@ -85,6 +86,7 @@ class Stage:
     settings: dict[str, Any]
     upstream: list[Stage] = field(default_factory=list)
     root: Path = Path("stages")
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -316,7 +318,9 @@ class SyntheticEvaluationPipeline:
         if stage.complete:
             logger.info("Stage %s: complete, skipped.", stage.name)
             self.stages.append(record | {"ran": False, "seconds": 0.0})
-            return read_json(stage.folder / COMPLETE)
+            content = read_json(stage.folder / COMPLETE)
+            stage.outputs = dict(content["outputs"])
+            return content
         if stage.folder.exists():
             logger.info("Stage %s: incomplete (an interrupted run), redone from scratch.", stage.name)
             shutil.rmtree(stage.folder)
@@ -334,6 +338,7 @@ class SyntheticEvaluationPipeline:
             "outputs": outputs,
         }
         write_json_atomic(stage.folder / COMPLETE, content)  # last: the stage is complete from here on
+        stage.outputs = outputs
         self.stages.append(record | {"ran": True, "seconds": seconds})
         if self._tracker is not None:
             self._tracker.stage(
@@ -421,8 +426,7 @@ class SyntheticEvaluationPipeline:
         settings = {"samples": self.diversity_samples, "real": real if data is None else None, "seed": self.seed}
         upstream = [train] + ([data] if data else [])
         stage = self._stage("diversity", f"{name}-f{fold}-r{_tag(num_real)}", settings, upstream)
-        content = self._run_stage(stage, lambda folder: self.generator_diversity(train.folder / "generator.pt", real))
-        stage.outputs = content["outputs"]  # type: ignore[attr-defined]
+        self._run_stage(stage, lambda folder: self.generator_diversity(train.folder / "generator.pt", real))
         return stage
 
     def generator_diversity(self, generator_path: str | os.PathLike, real: str) -> dict[str, Any]:
@@ -502,8 +506,7 @@ class SyntheticEvaluationPipeline:
                 "generative_metrics": (results.get("generative_metrics") or {}).get(name),
             }
 
-        content = self._run_stage(stage, work)
-        stage.outputs = content["outputs"]  # type: ignore[attr-defined]
+        self._run_stage(stage, work)
         return arm, stage
 
     # -- the run ------------------------------------------------------------------------------------
@@ -597,7 +600,7 @@ class SyntheticEvaluationPipeline:
                             "train_stage": train.name,
                             "generate_stage": generate.name,
                             "grid": f"stages/{train.name}/samples/latest.png",
-                            **diversity.outputs,  # type: ignore[attr-defined]
+                            **diversity.outputs,
                         }
                     )
                 plan: list[tuple[str, str | None, Stage | None]] = []
@@ -609,7 +612,7 @@ class SyntheticEvaluationPipeline:
                 fold_split = None
                 for kind, name, generate in plan:
                     arm, stage = self._arm_stage(kind, name, split, generate, real, fold, num_real, data)
-                    out = stage.outputs  # type: ignore[attr-defined]
+                    out = stage.outputs
                     fold_split = out["fold_split"]
                     arm_meta.setdefault(arm, {"kind": kind, "generator": name, "num_real": num_real,
                                               "num_synthetic": 0 if kind == "real" else self.num_synthetic,
