@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from bundle_helpers import PNG_MAGIC, REPO, bundle, ok, with_overrides
 
+from monai_synth.data.phantom import write_phantom_dataset
+
 CONFIG = REPO / "bundles" / "synthetic_evaluation" / "configs" / "pipeline.json"
 GENERATORS = {
     "dcgan": {
@@ -39,6 +41,11 @@ def _args(output_dir: Path, *extra: str) -> list[str]:
     return ["run", "--config_file", str(CONFIG), *TINY, "--output_dir", str(output_dir), *extra]
 
 
+def _external(first_run: Path) -> list[str]:
+    """``--test_datasets``: 4 phantom slices of other seeds beside the first run, standing in for another site."""
+    return ["--test_datasets", repr({"site_b": str(first_run.parent / "site_b" / "datalist.json")})]
+
+
 def _stages(output_dir: Path) -> dict[str, Path]:
     return {p.name: p for p in (output_dir / "stages").iterdir()}
 
@@ -52,7 +59,9 @@ def first_run(tmp_path_factory) -> Path:
     """One uninterrupted tiny pipeline run, with MLflow on (its local SQLite store)."""
     cwd = tmp_path_factory.mktemp("pipeline")
     output_dir = cwd / "run"
-    ok(bundle(_args(output_dir, "--mlflow_tracking_uri", f"sqlite:///{output_dir}/mlflow.db"), cwd=cwd))
+    write_phantom_dataset(cwd / "site_b", 4, 32, seed=5000)
+    mlflow = ["--mlflow_tracking_uri", f"sqlite:///{output_dir}/mlflow.db"]
+    ok(bundle(_args(output_dir, *mlflow, *_external(output_dir)), cwd=cwd))
     return output_dir
 
 
@@ -71,6 +80,9 @@ def test_stages_results_and_report(first_run: Path) -> None:
     for arm in results["arms"].values():
         assert sorted({c["fold"] for c in arm["cases"]["test_R"]}) == [0, 1]
         assert arm["summary"]["test_R"]["num_cases"] == 12  # every phantom case tested once over the 2 folds
+    assert results["test_sets"] == ["test_R", "test_R:site_b"]
+    for arm in results["arms"].values():  # the external site: its 4 slices scored by each fold's model
+        assert arm["summary"]["test_R:site_b"]["num_cases"] == 8
     assert results["statistics"]["test_R"]["3"]["dice"]["test"] == "wilcoxon"
     assert {r["num_real"] for r in results["generators"]["dcgan"]["runs"]} == {3, None}
     for run in results["generators"]["dcgan"]["runs"]:
@@ -83,6 +95,7 @@ def test_stages_results_and_report(first_run: Path) -> None:
         and "With 3 real training cases" in first_paragraph
     )
     assert "Wilcoxon" in first_paragraph and "No leakage, by construction" in report
+    assert report.split("\n\n")[2].startswith("On test_R:site_b, ")  # one verdict paragraph per test set
     for figure in ("dice_vs_num_real_test_R.png", "paired_cases_test_R.png", "samples_dcgan_f1_r3.png"):
         assert (first_run / "figures" / figure).read_bytes()[:8] == PNG_MAGIC
         assert f"figures/{figure}" in report
@@ -126,7 +139,7 @@ def test_mlflow_parent_run_with_nested_stage_runs(first_run: Path) -> None:
 
 def test_rerun_skips_every_stage_and_gives_the_same_results(first_run: Path, tmp_path: Path) -> None:
     before = (first_run / "results.json").read_bytes()
-    ok(bundle(_args(first_run, "--mlflow_tracking_uri", "None"), cwd=tmp_path))
+    ok(bundle(_args(first_run, "--mlflow_tracking_uri", "None", *_external(first_run)), cwd=tmp_path))
     assert _ran(first_run) == []
     assert (first_run / "results.json").read_bytes() == before
 
@@ -141,7 +154,7 @@ def test_interrupted_stages_are_redone_and_give_the_same_results(first_run: Path
     for folder in (train, arm):
         (folder / "complete.json").unlink()
     (train / "generator.pt").write_bytes(b"half a file")
-    ok(bundle(_args(output_dir, "--mlflow_tracking_uri", "None"), cwd=tmp_path))
+    ok(bundle(_args(output_dir, "--mlflow_tracking_uri", "None", *_external(first_run)), cwd=tmp_path))
     assert sorted(_ran(output_dir)) == sorted([train.name, arm.name])
     assert (output_dir / "results.json").read_bytes() == (first_run / "results.json").read_bytes()
 
@@ -149,7 +162,7 @@ def test_interrupted_stages_are_redone_and_give_the_same_results(first_run: Path
 def test_changed_num_synthetic_reruns_only_generation_and_arms(first_run: Path, tmp_path: Path) -> None:
     output_dir = tmp_path / "copy"
     shutil.copytree(first_run, output_dir)
-    args = with_overrides(_args(output_dir, "--mlflow_tracking_uri", "None"), num_synthetic="8")
+    args = with_overrides(_args(output_dir, "--mlflow_tracking_uri", "None", *_external(first_run)), num_synthetic="8")
     ok(bundle(args, cwd=tmp_path))
     ran = _ran(output_dir)
     assert sorted({name.split("-", 1)[0] for name in ran}) == ["arm", "generate"]
