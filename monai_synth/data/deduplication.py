@@ -34,6 +34,8 @@ __all__ = [
     "find_near_duplicates",
     "DuplicateFilter",
     "duplicate_rate",
+    "hash_to_text",
+    "hash_from_text",
 ]
 
 _RANGE_TOLERANCE = 1e-3
@@ -157,6 +159,18 @@ def _bits_from_hex(text: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8)).astype(bool)
 
 
+def hash_to_text(image_hash: Any) -> str:
+    """A JSON-able ``"<num_bits>:<hex>"`` form of an ``ImageHash`` or boolean bits (see :func:`hash_from_text`)."""
+    bits = _hash_bits(image_hash)
+    return f"{bits.size}:{_bits_to_hex(bits)}"
+
+
+def hash_from_text(text: str) -> np.ndarray:
+    """The boolean bits written by :func:`hash_to_text` (exact length, no byte padding)."""
+    num_bits, hex_bits = text.split(":", 1)
+    return _bits_from_hex(hex_bits)[: int(num_bits)]
+
+
 class DuplicateFilter:
     """Streaming near-duplicate filter over a generated set, resumable across shards and restarts.
 
@@ -218,7 +232,11 @@ class DuplicateFilter:
             item when a duplicate, else ``None``; ``distance`` is the Hamming distance to the nearest kept
             item (``None`` when nothing is kept yet).
         """
-        return self.check_hash(perceptual_hash(image, self.hash_size, self.image_channels), item_id)
+        return self.check_hash(self.image_hash(image), item_id)
+
+    def image_hash(self, image: np.ndarray | torch.Tensor) -> Any:
+        """The perceptual hash :meth:`check` would compare (this filter's ``hash_size`` and ``image_channels``)."""
+        return perceptual_hash(image, self.hash_size, self.image_channels)
 
     def check_hash(self, image_hash: Any, item_id: Any = None) -> tuple[bool, Any, int | None]:
         """Like :meth:`check` for a precomputed hash (``ImageHash``, boolean array or hex from this class)."""

@@ -32,6 +32,7 @@ the datalist lists them, so ``LoadImaged`` stacks them to ``(C, H, W)`` beside t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -41,14 +42,17 @@ from typing import Any
 
 import numpy as np
 
-from monai_synth.utils.io import save_nifti_atomic, save_png_atomic
+from monai_synth.utils.io import atomic_path, save_nifti_atomic, save_png_atomic
 
 __all__ = [
     "LAYOUTS",
     "PICTURE_EXTENSIONS",
+    "convert_layout",
     "export_orientation",
+    "generated_set_orientation",
     "from_file_layout",
     "is_picture",
+    "layouts_agree",
     "load_image",
     "orientation_of_files",
     "phantom_orientation",
@@ -56,6 +60,7 @@ __all__ = [
     "save_label",
     "save_map",
     "save_preview",
+    "save_volume_label",
     "slice_affine",
     "to_file_layout",
 ]
@@ -224,6 +229,55 @@ def to_file_layout(array: np.ndarray, orientation: dict[str, Any] | None, file_f
     return array.transpose(-1, -2) if hasattr(array, "dim") else np.swapaxes(array, -1, -2)
 
 
+def layouts_agree(source: dict[str, Any] | None, target: dict[str, Any] | None) -> bool:
+    """True when arrays read in ``source``'s layout need no conversion to ``target``'s (see :func:`convert_layout`)."""
+    layouts = {_layout(source), _layout(target)}
+    return "legacy" in layouts or len(layouts) == 1
+
+
+def convert_layout(array: Any, source: dict[str, Any] | None, target: dict[str, Any] | None) -> Any:
+    """An internal ``(..., H, W)`` array of a dataset read in ``source``'s layout, in ``target``'s layout.
+
+    Two datasets read by :func:`load_image` agree when both are pictures or both are medical files; a
+    picture set and a NIfTI set (e.g. real PNGs and the NIfTI pairs a PNG-trained generator wrote under
+    the contract) are transposed relative to each other. ``"legacy"`` on either side never transposes
+    (pre-contract sets hold the generator's internal layout as is).
+
+    Args:
+        array: numpy array or torch tensor ``(..., H, W)``.
+        source: orientation record of the dataset ``array`` was read from.
+        target: orientation record of the dataset whose layout is wanted.
+
+    Returns:
+        ``array`` itself, or its last two axes swapped.
+    """
+    if layouts_agree(source, target):
+        return array
+    return array.transpose(-1, -2) if hasattr(array, "dim") else np.swapaxes(array, -1, -2)
+
+
+def generated_set_orientation(source: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"layout": "legacy"}`` when ``source`` (a generated ``datalist.json`` or its folder) predates the contract.
+
+    A monai_synth generation folder holds ``generation.json`` with the generator's run config; without
+    ``data.orientation`` in it, its files hold the generator's internal layout (see ``"legacy"``).
+
+    Returns:
+        the legacy record, or ``None`` when the files follow the contract (or are not monai_synth's):
+        then they are read like any other files.
+    """
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent
+    marker = folder / "generation.json"
+    if not marker.is_file():
+        return None
+    config = json.loads(marker.read_text()).get("config") or {}
+    record = (config.get("data") or {}).get("orientation")
+    if record and record.get("layout") in ("viewer", "index"):
+        return None
+    return {"layout": "legacy", "affine": None, "source_format": None}
+
+
 def from_file_layout(array: np.ndarray, orientation: dict[str, Any] | None, file_format: str = "nifti") -> np.ndarray:
     """Inverse of :func:`to_file_layout` (a swap of the last two axes is its own inverse)."""
     return to_file_layout(array, orientation, file_format)
@@ -262,6 +316,22 @@ def save_label(path: str | os.PathLike, label: np.ndarray, orientation: dict[str
     label = np.asarray(label)
     label = label.reshape(label.shape[-2:]).astype(np.uint8)
     return save_nifti_atomic(path, to_file_layout(label, orientation), _affine(orientation))
+
+
+def save_volume_label(path: str | os.PathLike, label: np.ndarray, affine: np.ndarray | None) -> Path:
+    """Write a 3D label volume ``(X, Y, Z)`` in MONAI's index order (``"index"`` layout) with the source's affine.
+
+    Args:
+        path: ``.nii.gz`` destination.
+        label: ``(X, Y, Z)`` integer labels, as MONAI ``LoadImage`` returns the source volume (no channel).
+        affine: ``(4, 4)`` RAS affine of the source (``MetaTensor.affine``); ``None``: identity.
+    """
+    import nibabel as nib
+
+    image = nib.Nifti1Image(np.asarray(label).astype(np.uint8), np.eye(4) if affine is None else np.asarray(affine))
+    with atomic_path(path) as tmp:
+        nib.save(image, str(tmp))
+    return Path(path)
 
 
 def save_map(path: str | os.PathLike, value: np.ndarray, orientation: dict[str, Any] | None) -> Path:

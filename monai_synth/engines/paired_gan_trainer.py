@@ -63,6 +63,11 @@ class PairedGANTrainer(GANTrainerBase):
         r1_gamma: R1 weight (0 disables).
         r1_interval: lazy R1 interval in iterations.
 
+    Under ``torchrun`` (see :mod:`monai_synth.engines.distributed`) each rank trains on its share of the
+    global batch (``batch_size`` per rank, ``batch_size x world_size`` per step) and the gradients are
+    averaged over the ranks after every backward, so every rank holds the same weights; outputs are
+    global means.
+
     ``engine.state.output`` after each iteration: ``{"g_loss", "d_loss", "d_real", "d_fake"}`` floats,
     where ``d_real``/``d_fake`` are the mean discriminator probabilities on real and fake pairs; with
     ``augment`` also ``real_sign`` (mean ``sign(D(augment(real)))``, the ADA statistic) and ``ada_p``;
@@ -169,6 +174,7 @@ class PairedGANTrainer(GANTrainerBase):
             engine.check_finite("Discriminator loss", d_loss)
             engine.d_optimizer.zero_grad(set_to_none=True)
             engine.grad_scaler.scale(d_loss).backward()
+            engine.sync_gradients(engine.d_network)
             engine.grad_scaler.step(engine.d_optimizer)
             engine.grad_scaler.update()
 
@@ -178,6 +184,7 @@ class PairedGANTrainer(GANTrainerBase):
             engine.check_finite("R1 penalty", r1)
             engine.d_optimizer.zero_grad(set_to_none=True)
             r1.backward()
+            engine.sync_gradients(engine.d_network)
             engine.d_optimizer.step()
             engine.last_r1 = r1.item() / engine.r1_interval
 
@@ -188,6 +195,7 @@ class PairedGANTrainer(GANTrainerBase):
         engine.check_finite("Generator loss", g_loss)
         engine.g_optimizer.zero_grad(set_to_none=True)
         engine.grad_scaler.scale(g_loss).backward()
+        engine.sync_gradients(engine.g_network)
         engine.grad_scaler.step(engine.g_optimizer)
         engine.grad_scaler.update()
 
@@ -202,4 +210,4 @@ class PairedGANTrainer(GANTrainerBase):
             output["ada_p"] = float(getattr(engine.augment, "p", 0.0))
         if engine.r1_gamma > 0:
             output["r1"] = engine.last_r1
-        return output
+        return engine.synchronize(output)

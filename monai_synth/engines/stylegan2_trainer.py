@@ -71,6 +71,12 @@ class StyleGAN2Trainer(GANTrainerBase):
         seed: seed of the trainer's latent generator and of the data order (see
             :class:`~monai_synth.engines.GANTrainerBase`; both resume exactly from any iteration).
 
+    Under ``torchrun`` (see :mod:`monai_synth.engines.distributed`) ``DistributedDataParallel`` cannot be
+    used (the regularisers need double backward): the gradients of each phase are averaged over the
+    ranks with one all-reduce of the flattened gradients before its optimiser step, the mapping network
+    sees the global batch of latents, and the outputs (``real_sign`` for ADA among them) are global
+    means, so weights, EMA and ``p`` stay identical on every rank.
+
     ``engine.state.output``: ``g_loss``, ``d_loss``, ``r1``, ``pl`` (last values), ``d_real``, ``d_fake``
     (mean probabilities), ``real_sign`` and ``ada_p`` (floats).
     """
@@ -147,7 +153,6 @@ class StyleGAN2Trainer(GANTrainerBase):
         self.last_pl = 0.0
 
     # ------------------------------------------------------------------ state
-    # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """:meth:`GANTrainerBase.state_dict` plus the AMP scalers, the path-length mean and the last penalties."""
         state = super().state_dict()
@@ -172,10 +177,19 @@ class StyleGAN2Trainer(GANTrainerBase):
             self.pl_penalty.mean.fill_(float(pl_mean))
 
     # ------------------------------------------------------------------ helpers
+    def _networks(self) -> list[torch.nn.Module]:
+        # the path-length running mean is a buffer too: averaged over the ranks like w_avg and batch norms
+        return [*super()._networks(), self.pl_penalty]
+
     def _generate(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # under torchrun the mapping sees the global batch (latents, style mixing draws, w_avg identical on
+        # every rank) and each rank synthesises its own rows
         ws = self.g_network.map(
-            self.draw_latents(num), style_mixing_prob=self.style_mixing_prob, generator=self.latent_generator
+            self.draw_latents(num, whole=True),
+            style_mixing_prob=self.style_mixing_prob,
+            generator=self.latent_generator,
         )
+        ws = self.rank_rows(ws)
         return self.g_network.synthesis(ws, noise_mode="random"), ws
 
     def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,10 +199,12 @@ class StyleGAN2Trainer(GANTrainerBase):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.d_network(x)
 
-    @staticmethod
-    def _step(loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler) -> None:
+    def _step(
+        self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler, network: torch.nn.Module
+    ) -> None:
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        self.sync_gradients(network)
         scaler.step(optimizer)
         scaler.update()
 
@@ -218,7 +234,7 @@ class StyleGAN2Trainer(GANTrainerBase):
             fakes, _ = engine._generate(b)
             g_loss = g_nonsaturating_loss(engine._discriminate(fakes).float())
         engine.check_finite("Generator loss", g_loss)
-        engine._step(g_loss, engine.g_optimizer, engine.g_scaler)
+        engine._step(g_loss, engine.g_optimizer, engine.g_scaler, g)
 
         # G reg: path length (float32)
         if engine.pl_penalty.weight > 0 and it % engine.pl_interval == 0:
@@ -227,6 +243,7 @@ class StyleGAN2Trainer(GANTrainerBase):
             engine.check_finite("Path-length penalty", pl)
             engine.g_optimizer.zero_grad(set_to_none=True)
             pl.backward()
+            engine.sync_gradients(g)
             engine.g_optimizer.step()
             engine.last_pl = pl.item() / engine.pl_interval
 
@@ -240,7 +257,7 @@ class StyleGAN2Trainer(GANTrainerBase):
             real_logits = engine._discriminate(reals).float()
             d_loss = d_logistic_loss(real_logits, fake_logits)
         engine.check_finite("Discriminator loss", d_loss)
-        engine._step(d_loss, engine.d_optimizer, engine.d_scaler)
+        engine._step(d_loss, engine.d_optimizer, engine.d_scaler, d)
 
         # D reg: R1 (float32)
         if engine.r1_gamma > 0 and it % engine.r1_interval == 0:
@@ -249,17 +266,22 @@ class StyleGAN2Trainer(GANTrainerBase):
             engine.check_finite("R1 penalty", r1)
             engine.d_optimizer.zero_grad(set_to_none=True)
             r1.backward()
+            engine.sync_gradients(d)
             engine.d_optimizer.step()
             engine.last_r1 = r1.item() / engine.r1_interval
         g.requires_grad_(True)
 
-        return {
-            "g_loss": g_loss.item(),
-            "d_loss": d_loss.item(),
-            "r1": engine.last_r1,
-            "pl": engine.last_pl,
-            "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
-            "real_sign": torch.sign(real_logits.detach()).mean().item(),
-            "ada_p": float(engine.augment.p) if engine.augment is not None and hasattr(engine.augment, "p") else 0.0,
-        }
+        return engine.synchronize(
+            {
+                "g_loss": g_loss.item(),
+                "d_loss": d_loss.item(),
+                "r1": engine.last_r1,
+                "pl": engine.last_pl,
+                "d_real": torch.sigmoid(real_logits.detach()).mean().item(),
+                "d_fake": torch.sigmoid(fake_logits.detach()).mean().item(),
+                "real_sign": torch.sign(real_logits.detach()).mean().item(),
+                "ada_p": float(engine.augment.p)
+                if engine.augment is not None and hasattr(engine.augment, "p")
+                else 0.0,
+            }
+        )

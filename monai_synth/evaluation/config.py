@@ -132,6 +132,10 @@ class StudyConfig:
         test_datasets: ``{name: datalist JSON or folder}`` of external real test sets (another site), each
             scored and reported on its own as ``test_R:<name>`` with its own statistics (a datalist's
             ``test`` list is used when it has one, else its ``training`` list).
+        pixel_spacing: pixel size in mm of 2D source images whose files do not carry it (PNG/JPEG): one
+            number (square pixels) or ``[row, column]`` as the picture is displayed; the Hausdorff distances
+            of the real test sets are then in mm (scaled by the crop + resize to ``image_size``). 2D NIfTI
+            sources use their header's spacing unless this is given; 3D volumes always use their header.
         fold: train and score only this fold (0-based) of the split; ``None``: every fold. The other folds
             are still split (and checked for leakage) so that the fold's cases, seeds and record numbers
             are those of a whole run (the ``pipeline.json`` stages run one fold and arm each).
@@ -190,6 +194,7 @@ class StudyConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     save_models: bool = True
+    pixel_spacing: float | Sequence[float] | None = None
     fold: int | None = None
     model_selection: str = field(default="best validation mean foreground Dice (real validation cases)", init=False)
     hausdorff_units: str = field(default="", init=False)
@@ -260,7 +265,11 @@ class StudyConfig:
         if not isinstance(self.device, (str, torch.device)):
             raise _refuse("device", "'auto', 'cpu', 'cuda' or another torch device", self.device)
         self.device = str(self.device)
-        self.hausdorff_units = f"pixels at {self.image_size} x {self.image_size}"
+        self.hausdorff_units = (
+            f"pixels at {self.image_size} x {self.image_size}, or mm where the pixel spacing is known (NIfTI "
+            "headers, --pixel_spacing; each table says which)"
+        )
+        self.pixel_spacing = self._spacing(self.pixel_spacing)
         if _is_int(self.num_real):
             self.num_real = [self.num_real]
         if self.num_real is not None:
@@ -317,6 +326,20 @@ class StudyConfig:
             if not isinstance(self.test_datasets, Mapping) or not all(_is_path(p) for p in self.test_datasets.values()):
                 raise _refuse("test_datasets", "{name: datalist JSON or folder}", self.test_datasets)
             self.test_datasets = {str(k): os.fspath(v) for k, v in self.test_datasets.items()} or None
+
+    @staticmethod
+    def _spacing(value: Any) -> list[float] | None:
+        if value is None:
+            return None
+        values = [value] * 2 if isinstance(value, Real) and not _is_bool(value) else value
+        if (
+            _is_path(values)
+            or not isinstance(values, Sequence)
+            or len(values) != 2
+            or not all(isinstance(v, Real) and not _is_bool(v) and v > 0 for v in values)
+        ):
+            raise _refuse("pixel_spacing", "a number > 0 (mm) or [row, column] spacing in mm, or null", value)
+        return [float(v) for v in values]
 
     @staticmethod
     def _datalists(value: Any) -> list[str] | dict[str, str] | None:

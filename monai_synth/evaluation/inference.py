@@ -5,7 +5,11 @@ Every arm and fold of a study saves its selected network as ``models/<arm>/fold<
 arguments, classes, image size, the real data's intensity and mask rules), loadable with
 ``torch.load(weights_only=True)``. :class:`StudySegmenter` (the ``synthetic_evaluation`` bundle's
 ``inference.json``) segments a folder or datalist of images with such a model through a MONAI
-``SupervisedEvaluator`` and writes NIfTI masks and a datalist.
+``SupervisedEvaluator`` and writes NIfTI masks and a datalist. The masks are on each source image's own
+grid (the class probabilities at the study's ``S x S`` resized back over the centred crop, background
+outside it) and follow the orientation contract (:mod:`monai_synth.data.orientation`): read with MONAI's
+default ``LoadImage`` a mask has the shape and orientation of its source image read the same way (a 3D
+source gets one mask volume with the source's affine).
 """
 
 from __future__ import annotations
@@ -25,15 +29,25 @@ from monai.engines import SupervisedEvaluator
 from monai.inferers import SimpleInferer, SlidingWindowInferer
 from monai.utils import CommonKeys
 
+from monai_synth.data import orientation as orient
 from monai_synth.evaluation.segmentation import build_network, class_mean, segmentation_scores
-from monai_synth.utils.io import save_nifti_atomic, torch_save_atomic, write_json_atomic
+from monai_synth.utils.io import torch_save_atomic, write_json_atomic
 
-__all__ = ["MODEL_FORMAT", "save_study_model", "load_study_model", "StudySegmenter"]
+__all__ = [
+    "MODEL_FORMAT",
+    "OUTPUT_GRIDS",
+    "save_study_model",
+    "load_study_model",
+    "uncrop_probabilities",
+    "StudySegmenter",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Format tag of the saved model files.
 MODEL_FORMAT = "monai_synth.study_model.v1"
+#: Where ``inference.json`` writes masks: on each source image's grid, or at the study's ``S x S``.
+OUTPUT_GRIDS = ("source", "study")
 
 
 def _plain(value: Any) -> Any:
@@ -116,15 +130,56 @@ def load_study_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     return network.to(device).eval(), config
 
 
+def uncrop_probabilities(probabilities: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """Labels on a source grid from class probabilities on the study's centred-crop-and-resize grid.
+
+    Inverse of :class:`~monai_synth.transforms.CropResize` (centred ``m x m`` crop, ``m = min(H, W)``, as
+    MONAI's ``CenterSpatialCrop`` places it, then resize to ``S x S``): the probabilities are resized
+    (bilinear) to ``m x m``, the argmax is placed at the crop's position and the pixels outside the crop,
+    which the network never saw, are background.
+
+    Args:
+        probabilities: ``(K, S, S)`` class probabilities.
+        shape: the source's ``(H, W)`` in the internal layout.
+
+    Returns:
+        ``(H, W)`` uint8 labels.
+    """
+    height, width = (int(s) for s in shape)
+    side = min(height, width)
+    resized = torch.nn.functional.interpolate(
+        probabilities[None].float(), size=(side, side), mode="bilinear", align_corners=False
+    )[0]
+    out = np.zeros((height, width), dtype=np.uint8)
+    top, left = height // 2 - side // 2, width // 2 - side // 2
+    out[top : top + side, left : left + side] = resized.argmax(dim=0).numpy().astype(np.uint8)
+    return out
+
+
+def _first_path(value: Any) -> str:
+    return str(value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def _affine_4x4(affine: Any) -> np.ndarray:
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape == (3, 3):  # a 2D affine: embed it
+        return np.array([[a[0, 0], a[0, 1], 0, a[0, 2]], [a[1, 0], a[1, 1], 0, a[1, 2]], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return a
+
+
 class StudySegmenter:
     """Segment a folder or datalist of images with a study model (``inference.json``).
 
     The images are preprocessed as the study's real data (same crop/resize to ``S x S``, intensity rule,
-    slicing of volumes), segmented by a MONAI ``SupervisedEvaluator`` (``SimpleInferer``, or
-    ``SlidingWindowInferer`` with ``roi_size``) and written as NIfTI masks at ``S x S`` (the study's
-    space, not the original resolution) with a datalist ``{"test": [{"image", "label", "case_id",
-    "slice_index"}]}`` whose ``label`` is the predicted mask. When the input has masks, per-item Dice
-    is written to ``scores.json`` as well.
+    slicing of volumes) and segmented by a MONAI ``SupervisedEvaluator`` (``SimpleInferer``, or
+    ``SlidingWindowInferer`` with ``roi_size``). With ``output_grid="source"`` (default) every source image
+    gets one NIfTI mask on its own grid (:func:`uncrop_probabilities`; a 512 x 512 PNG segmented by a
+    64 x 64 model gets a 512 x 512 mask), written by :mod:`monai_synth.data.orientation` so that MONAI's
+    ``LoadImage`` reads it with the source's shape and orientation (pictures: identity affine as
+    ``PILReader`` gives; NIfTI: the source's affine; volumes: one mask volume). ``output_grid="study"``
+    writes the ``S x S`` masks of the study's space instead, one per slice. The datalist ``{"test":
+    [{"image", "label", "case_id"}]}`` has the mask as ``label``. When the input has masks, per-item Dice
+    at ``S x S`` (the study's test-R Dice on the same cases) is written to ``scores.json``.
 
     Args:
         model_path: a ``models/<arm>/fold<k>/model.pt`` of a study; ``None``: the one of ``arm`` and ``fold``
@@ -139,10 +194,11 @@ class StudySegmenter:
         study_dir: the study's ``output_dir`` (with ``arm`` and ``fold`` when ``model_path`` is not given).
         arm: the arm whose model segments.
         fold: its fold.
+        output_grid: ``"source"`` or ``"study"`` (see above).
 
     Raises:
         FileNotFoundError: missing model or data.
-        ValueError: neither ``model_path`` nor ``study_dir``, or no ``dataset``.
+        ValueError: neither ``model_path`` nor ``study_dir``, no ``dataset``, an unknown ``output_grid``.
     """
 
     def __init__(
@@ -157,7 +213,11 @@ class StudySegmenter:
         study_dir: str | os.PathLike | None = None,
         arm: str = "real",
         fold: int = 0,
+        output_grid: str = "source",
     ) -> None:
+        if output_grid not in OUTPUT_GRIDS:
+            raise ValueError(f"--output_grid must be one of {list(OUTPUT_GRIDS)}, got {output_grid!r}.")
+        self.output_grid = output_grid
         if model_path is None and study_dir is None:
             raise ValueError("Give --model_path, or the study's --output_dir with --arm and --fold.")
         if dataset is None:
@@ -219,27 +279,59 @@ class StudySegmenter:
             inferer=inferer,
             decollate=False,
         )
-        predictions: list[torch.Tensor] = []
+        probabilities: list[torch.Tensor] = []
         evaluator.add_event_handler(
             Events.ITERATION_COMPLETED,
-            lambda engine: predictions.append(
-                torch.as_tensor(engine.state.output[CommonKeys.PRED]).detach().cpu().argmax(dim=1, keepdim=True)
+            lambda engine: probabilities.append(
+                torch.softmax(torch.as_tensor(engine.state.output[CommonKeys.PRED]).detach().cpu().float(), dim=1)
             ),
         )
         evaluator.run()
-        labels = torch.cat(predictions).long() if predictions else torch.zeros((0, 1, 1, 1), dtype=torch.long)
+        probability = torch.cat(probabilities) if probabilities else torch.zeros((0, 2, 1, 1))
+        labels = probability.argmax(dim=1, keepdim=True).long()
 
-        masks = self.output_dir / "masks"
-        entries, scores = [], []
+        if self.output_grid == "study":
+            entries = self._write_study_grid(items, labels)
+        else:
+            entries = self._write_source_grid(items, probability, config)
+        datalist = write_json_atomic(self.output_dir / "datalist.json", {"test": entries})
+        mean_dice, scores = None, []
+        if self._labelled and items:
+            truth = torch.as_tensor(np.stack([i["label"] for i in items]))
+            dice = segmentation_scores(labels, truth, int(config["num_classes"]))["dice"]
+            per_item = class_mean(dice)
+            for item, value in zip(items, per_item.tolist()):
+                scores.append(
+                    {
+                        "case_id": str(item["case_id"]),
+                        "slice_index": int(item.get("slice_index") or 0),
+                        "dice_mean": value,
+                    }
+                )
+            mean_dice = float(np.nanmean(per_item))
+            write_json_atomic(self.output_dir / "scores.json", {"mean_dice": mean_dice, "items": scores})
+        logger.info("Segmented %d image(s) with %s into %s", len(items), self.model_path, self.output_dir)
+        return {
+            "num_items": len(items),
+            "num_masks": len(entries),
+            "datalist": str(datalist),
+            "mean_dice": mean_dice,
+            "model": str(self.model_path),
+        }
+
+    def _write_study_grid(self, items: list[dict[str, Any]], labels: torch.Tensor) -> list[dict[str, Any]]:
+        """One ``S x S`` mask per item (the study's space, identity affine; pictures' masks load as MONAI reads them)."""
         per_case: dict[str, int] = {}
         for item in items:
             per_case[str(item["case_id"])] = per_case.get(str(item["case_id"]), 0) + 1
+        entries = []
         for k, item in enumerate(items):
             several = per_case[str(item["case_id"])] > 1
             suffix = f"_s{int(item.get('slice_index') or 0):03d}" if several else ""
             name = f"{item['case_id']}{suffix}_mask.nii.gz"
-            save_nifti_atomic(masks / name, labels[k, 0].numpy().astype(np.uint8))
             source = item.get("image_path", "")
+            layout = "viewer" if source and orient.is_picture(_first_path(source)) else "index"
+            orient.save_label(self.output_dir / "masks" / name, labels[k, 0].numpy(), {"layout": layout})
             entries.append(
                 {
                     "image": source if isinstance(source, str) else list(source),
@@ -248,20 +340,47 @@ class StudySegmenter:
                     "slice_index": int(item.get("slice_index") or 0),
                 }
             )
-        datalist = write_json_atomic(self.output_dir / "datalist.json", {"test": entries})
-        mean_dice = None
-        if self._labelled and items:
-            truth = torch.as_tensor(np.stack([i["label"] for i in items]))
-            dice = segmentation_scores(labels, truth, int(config["num_classes"]))["dice"]
-            per_item = class_mean(dice)
-            for entry, value in zip(entries, per_item.tolist()):
-                scores.append({"case_id": entry["case_id"], "slice_index": entry["slice_index"], "dice_mean": value})
-            mean_dice = float(np.nanmean(per_item))
-            write_json_atomic(self.output_dir / "scores.json", {"mean_dice": mean_dice, "items": scores})
-        logger.info("Segmented %d image(s) with %s into %s", len(items), self.model_path, self.output_dir)
-        return {
-            "num_items": len(items),
-            "datalist": str(datalist),
-            "mean_dice": mean_dice,
-            "model": str(self.model_path),
-        }
+        return entries
+
+    def _write_source_grid(
+        self, items: list[dict[str, Any]], probability: torch.Tensor, config: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One mask per source image (or volume) on its own grid, written by the orientation contract."""
+        sources: dict[str, list[int]] = {}
+        for k, item in enumerate(items):
+            sources.setdefault(_first_path(item.get("image_path", "")), []).append(k)
+        names: dict[str, int] = {}
+        entries = []
+        axis = config["preprocessing"].get("slice_axis", "auto")
+        axis = 2 if axis in ("auto", None) else int(axis)
+        for path, indices in sources.items():
+            source = orient.load_image(path)  # internal layout: pictures as displayed, medical files as MONAI reads
+            spatial = tuple(int(s) for s in source.shape[1:])
+            case_id = str(items[indices[0]]["case_id"])
+            stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in case_id)
+            names[stem] = names.get(stem, 0) + 1
+            name = f"{stem}_mask.nii.gz" if names[stem] == 1 else f"{stem}_{names[stem]}_mask.nii.gz"
+            target = self.output_dir / "masks" / name
+            if len(spatial) == 3:
+                volume = np.zeros(spatial, dtype=np.uint8)
+                plane = tuple(s for a, s in enumerate(spatial) if a != axis)
+                moved = np.moveaxis(volume, axis, 0)  # a view: slices written into it land in the volume
+                for k in indices:
+                    moved[int(items[k].get("slice_index") or 0)] = uncrop_probabilities(probability[k], plane)
+                orient.save_volume_label(target, volume, _affine_4x4(source.affine))
+            else:
+                record = (
+                    {"layout": "viewer", "affine": np.eye(4).tolist()}
+                    if orient.is_picture(path)
+                    else {"layout": "index", "affine": _affine_4x4(source.affine).tolist()}
+                )
+                orient.save_label(target, uncrop_probabilities(probability[indices[0]], spatial), record)
+            image = items[indices[0]].get("image_path", "")
+            entries.append(
+                {
+                    "image": image if isinstance(image, str) else list(image),
+                    "label": f"masks/{name}",
+                    "case_id": case_id,
+                }
+            )
+        return entries

@@ -159,8 +159,11 @@ def _optimizer_text(config: Mapping[str, Any]) -> str:
     return text
 
 
-def _distance_unit(name: str) -> str:
-    return "mm" if name.endswith("/volume") else "px"
+def _distance_unit(name: str, results: Mapping[str, Any] | None = None) -> str:
+    """``"mm"`` for per-volume sets and sets whose pixel spacing was known (``results["distance_units"]``)."""
+    if name.endswith("/volume"):
+        return "mm"
+    return ((results or {}).get("distance_units") or {}).get(name, "px")
 
 
 def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()) -> str:
@@ -214,8 +217,8 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
             "",
         ]
         lines.append(
-            f"| arm | training pairs (real + generated) | Dice | HD ({_distance_unit(test_name)}) | "
-            f"HD95 ({_distance_unit(test_name)}) | mIoU | best epoch | train time (s) |"
+            f"| arm | training pairs (real + generated) | Dice | HD ({_distance_unit(test_name, results)}) | "
+            f"HD95 ({_distance_unit(test_name, results)}) | mIoU | best epoch | train time (s) |"
         )
         lines.append("|---|---|---|---|---|---|---|---|")
         for arm in arms:
@@ -232,7 +235,7 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 "",
                 "Mean ± std over fold means:",
                 "",
-                f"| arm | Dice | HD95 ({_distance_unit(test_name)}) |",
+                f"| arm | Dice | HD95 ({_distance_unit(test_name, results)}) |",
                 "|---|---|---|",
             ]
             for arm in arms:
@@ -253,7 +256,7 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
                 lines.append(f"| {arm['name']} | " + " | ".join(_mean_std(per_class[c], 3) for c in class_names) + " |")
         for score, result in (results.get("statistics", {}).get(test_name) or {}).items():
             direction = "higher is better" if result.get("higher_is_better") else "lower is better"
-            label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_name)})")
+            label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_name, results)})")
             what = "per-volume" if test_name.endswith("/volume") else "per-case"
             lines += ["", f"Statistics on {what} {label} ({direction}):", ""]
             if result.get("test") is None:
@@ -383,7 +386,8 @@ def plot_score_vs_num_synthetic(
     if max(all_x) / max(min(all_x), 1) >= 10:
         axes.set_xscale("log")
     axes.set_xlabel("generated training pairs")
-    axes.set_ylabel(f"{_SCORE_LABELS.get(score, score)} on {test_set.replace('_', '-')} (mean ± std)")
+    label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_set, results)})")
+    axes.set_ylabel(f"{label} on {test_set.replace('_', '-')} (mean ± std)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return _save_figure(figure, Path(path))
@@ -415,7 +419,8 @@ def plot_arm_boxplots(
             labels.append(arm["name"] + (f"\n({dropped} left out)" if dropped else ""))
         axes.boxplot(data, showmeans=True)
         axes.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right", fontsize=8)
-        axes.set_title(f"{_SCORE_LABELS.get(score, score)} per case, {test_set.replace('_', '-')}")
+        label = _SCORE_LABELS.get(score, score).replace("(px)", f"({_distance_unit(test_set, results)})")
+        axes.set_title(f"{label} per case, {test_set.replace('_', '-')}")
         axes.grid(alpha=0.3, axis="y")
     return _save_figure(figure, Path(path))
 
@@ -508,7 +513,7 @@ def render_network_comparison(results: Mapping[str, Any]) -> str:
         for test_name in sub["test_sets"]:
             if not test_name.startswith("test_R"):
                 continue
-            unit = _distance_unit(test_name)
+            unit = _distance_unit(test_name, sub)
             lines += [f"### {_test_set_title(test_name, sub)}", ""]
             lines += [
                 f"| arm | training pairs (real + generated) | Dice | HD95 ({unit}) | mIoU |",

@@ -43,6 +43,10 @@ from monai.networks import nets as monai_nets
 from monai.networks.utils import one_hot
 from monai.transforms import AsDiscreted, Compose, RandAffined, RandFlipd, RandRotated, RandZoomd
 from monai.utils import CommonKeys, optional_import
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
+from monai_synth.engines import distributed
 
 __all__ = [
     "DEFAULT_NETWORK_KWARGS",
@@ -498,16 +502,21 @@ class _EpochLoss:
 
 
 def _loader(
-    items: Sequence[Mapping[str, Any]], transform: Callable | None, batch_size: int, shuffle: bool, seed: int
+    items: Sequence[Mapping[str, Any]],
+    transform: Callable | None,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    shard: bool = False,
 ) -> DataLoader:
+    """A loader over ``items``; with ``shard`` under ``torchrun`` each rank reads its share (``DistributedSampler``,
+    reshuffled per epoch from ``seed`` by MONAI's ``Workflow``, padded to equal shares)."""
+    dataset = Dataset(list(items), transform=transform)
+    if shard and distributed.is_distributed():
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=0)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        Dataset(list(items), transform=transform),
-        batch_size=batch_size,
-        shuffle=shuffle,
-        num_workers=0,
-        generator=generator,
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0, generator=generator)
 
 
 def train_segmentation_network(
@@ -572,6 +581,14 @@ def train_segmentation_network(
         nesterov: SGD Nesterov momentum.
         weight_decay: L2 penalty.
 
+    Under ``torchrun`` (a process group initialised, see :mod:`monai_synth.engines.distributed`) the
+    network is wrapped in ``DistributedDataParallel`` (NCCL on CUDA, gloo on CPU): each rank trains on its
+    share of ``train_items`` (``DistributedSampler``, reshuffled every epoch from ``seed``), so the global
+    batch is ``batch_size`` x the number of processes and an epoch is one pass over the items shared by
+    all ranks. Every rank validates on all ``val_items`` with identical weights, so best-epoch and early
+    stopping decisions agree without communication; ``train_handlers`` / ``val_handlers`` (MLflow) are
+    attached on rank 0 only. The augmentation's random state differs per rank.
+
     Returns:
         :class:`TrainingResult`.
 
@@ -594,26 +611,36 @@ def train_segmentation_network(
             f"{batch_size}, {epoch_length}."
         )
     device = torch.device(device)
+    rank, rank_zero = distributed.rank(), distributed.is_rank_zero()
     if augmentation is not None and hasattr(augmentation, "set_random_state"):
-        augmentation.set_random_state(seed=seed)
+        # ranks > 0 draw their own augmentations (rank 0 keeps the single-process stream)
+        augmentation.set_random_state(
+            seed=seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+        )
     loss_function = (DiceCELoss if loss == "dice_ce" else DiceLoss)(softmax=True, to_onehot_y=True)
     network = network.to(device)
     optimizer = build_optimizer(network.parameters(), optimizer, learning_rate, momentum, nesterov, weight_decay)
     result = TrainingResult()
+    trained = network
+    if distributed.is_distributed():
+        device_ids = (
+            [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else None
+        )
+        trained = DistributedDataParallel(network, device_ids=device_ids)
 
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=int(max_epochs),
-        train_data_loader=_loader(train_items, augmentation, int(batch_size), shuffle=True, seed=seed),
+        train_data_loader=_loader(train_items, augmentation, int(batch_size), shuffle=True, seed=seed, shard=True),
         epoch_length=None if epoch_length is None else int(epoch_length),
-        network=network,
+        network=trained,
         optimizer=optimizer,
         loss_function=loss_function,
         amp=bool(amp) and device.type == "cuda",
         decollate=False,
     )
     _EpochLoss(result, log_prefix, f"{metric_prefix}train_loss").attach(trainer)
-    for handler in train_handlers:
+    for handler in train_handlers if rank_zero else ():
         handler.attach(trainer)
     keep_best = None
     if val_items:
@@ -641,7 +668,7 @@ def train_segmentation_network(
             EarlyStopHandler(
                 patience=int(patience), score_function=stopping_fn_from_metric(metric_name), trainer=trainer
             ).attach(evaluator)
-        for handler in val_handlers:
+        for handler in val_handlers if rank_zero else ():
             handler.attach(evaluator)
         ValidationHandler(interval=int(val_interval), validator=evaluator, epoch_level=True).attach(trainer)
 

@@ -19,6 +19,11 @@ figures in ``output_dir`` (:mod:`~monai_synth.evaluation.report`), and every arm
 With no real dataset the study runs on the built-in phantom, and (with no generated set) phantoms of
 other seeds are written to ``output_dir`` to stand in for a generated set, so that the whole
 pipeline can be seen working in minutes on a CPU.
+
+Under ``torchrun`` (``configs/multi_gpu_evaluate.json``) every rank runs the same study: each segmenter
+is trained with ``DistributedDataParallel`` on the ranks' shares of its training set (see
+:func:`~monai_synth.evaluation.segmentation.train_segmentation_network`), every rank scores the test sets
+with the same weights, and rank 0 alone writes models, results, report, figures and MLflow runs.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ import numpy as np
 import torch
 from monai.utils import set_determinism
 
+from monai_synth.data import orientation as orient
 from monai_synth.data.datalist import resolve_dataset
 from monai_synth.data.phantom import write_phantom_dataset
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.data.splits import check_no_leakage, kfold_datalist, split_datalist
+from monai_synth.engines import distributed
 from monai_synth.evaluation.arms import ArmSpec, arm_training_items, oversample_real, plan_arms, real_subset
 from monai_synth.evaluation.config import StudyConfig
 from monai_synth.evaluation.inference import save_study_model
@@ -55,7 +62,7 @@ from monai_synth.evaluation.segmentation import (
 )
 from monai_synth.evaluation.statistics import compare_arms, summarize_cases
 from monai_synth.evaluation.tracking import StudyTracker, require_mlflow
-from monai_synth.evaluation.volumes import slice_spacing, volume_scores
+from monai_synth.evaluation.volumes import pixel_spacing, slice_spacing, volume_scores
 from monai_synth.utils.bundle import resolve_device
 from monai_synth.utils.environment import environment_info
 from monai_synth.utils.io import read_json
@@ -94,6 +101,27 @@ class _GeneratedSet:
     dataset: PairedSliceDataset
     pool: list[dict[str, Any]]
     test: list[dict[str, Any]]
+
+
+def _align_to(dataset: PairedSliceDataset, real: PairedSliceDataset, written: dict[str, Any] | None = None) -> None:
+    """Bring ``dataset``'s items (in place) into the real data's internal layout (the orientation contract).
+
+    Real PNGs are read in viewer layout, NIfTI in MONAI's index order; a PNG-trained generator's NIfTI pairs
+    (written under the contract) or an external set of the other format would otherwise be transposed
+    relative to the real data. ``written``: the set's own record when it overrides what its files say
+    (a pre-contract generated set: ``{"layout": "legacy"}``, never transposed).
+    """
+    source = written or dataset.summary["orientation"]
+    target = real.summary["orientation"]
+    if orient.layouts_agree(source, target):
+        return
+    for item in dataset.data:
+        for key in ("image", "label"):
+            item[key] = np.ascontiguousarray(orient.convert_layout(np.asarray(item[key]), source, target))
+    logger.info(
+        "%s: %s layout, transposed to the real data's %s layout.",
+        dataset.summary["source"], source.get("layout"), target.get("layout"),
+    )  # fmt: skip
 
 
 def _item_ids(items: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -189,10 +217,12 @@ class SyntheticEvaluationStudy:
         self.config = config
         self.feature_extractor = feature_extractor
         self.output_dir = Path(config.output_dir)
-        self.device = resolve_device(config.device)
+        self.device = distributed.local_device(resolve_device(config.device))
         self._given_datalist: Path | None = None
         self._volume_axis = 2
         self._preprocessing: dict[str, Any] = {}
+        self._distance_units: dict[str, str] = {}
+        self._spacing_cache: dict[str, tuple[float, float] | None] = {}
         if config.mlflow_tracking_uri:
             require_mlflow()
 
@@ -264,6 +294,7 @@ class SyntheticEvaluationStudy:
                 dataset = PairedSliceDataset(source, c.image_size, datalist_key=key, **self._matching_kwargs(real))
             except ValueError as e:
                 raise ValueError(f"--test_datasets {name!r} ({source}): {e}") from e
+            _align_to(dataset, real)
             if dataset.image_channels != real.image_channels:
                 raise ValueError(
                     f"--test_datasets {name!r} ({source}) has {dataset.image_channels} image channel(s) but the real "
@@ -289,8 +320,11 @@ class SyntheticEvaluationStudy:
             c.phantom_generated_samples,
             folder,
         )
-        path = write_phantom_dataset(folder, c.phantom_generated_samples, size, seed=c.phantom_generated_seed)
-        return [("phantom_generated", str(path))]
+        path = None
+        with distributed.fail_together("Writing the stand-in generated phantoms"):
+            if distributed.is_rank_zero():  # under torchrun one rank writes, the others read
+                path = write_phantom_dataset(folder, c.phantom_generated_samples, size, seed=c.phantom_generated_seed)
+        return [("phantom_generated", str(distributed.broadcast_object(path)))]
 
     def _load_generated(self, real: PairedSliceDataset) -> dict[str, _GeneratedSet]:
         c = self.config
@@ -310,6 +344,7 @@ class SyntheticEvaluationStudy:
                 kwargs["intensity"] = _generated_intensity(source)
             dataset = PairedSliceDataset(source, c.image_size, **kwargs)
             self._check_compatible(real, dataset, source)
+            _align_to(dataset, real, orient.generated_set_orientation(source))
             items = [dict(item) for item in dataset.data]
             if c.synthetic_test_fraction > 0:
                 split = split_datalist(items, val_fraction=0.0, test_fraction=c.synthetic_test_fraction, seed=c.seed)
@@ -370,25 +405,23 @@ class SyntheticEvaluationStudy:
         c = self.config
         if c.real_dataset_dir is None:
             raise ValueError("write_generator_datalist needs real data files (--real_dataset_dir), not the phantom.")
-        given = labelled_test_datalist(c.real_dataset_dir)
-        items = resolve_dataset(given or c.real_dataset_dir)
-        if given is not None:
-            self._given_datalist = given
-            content = read_json(given)
-            has_validation = isinstance(content.get("validation"), list) and content["validation"]
-            training = (
-                items
-                if has_validation or c.val_fraction == 0
-                else split_datalist(items, c.val_fraction, 0.0, seed=c.seed)["training"]
-            )
-            splits = [{"training": training}]
-        else:
-            splits = self._real_splits(items, str(c.real_dataset_dir))
+        # the cases come from the real data exactly as the study loads them (real_dataset_kwargs such as
+        # max_items / keep_labels applied), so the generator's cases are the real arms' cases, never others
+        real = self._load_real()
+        real_items = [dict(item) for item in real.data]
+        splits = self._given_splits(real, real_items) or self._real_splits(real_items, real.summary["source"])
         if not 0 <= fold < len(splits):
             raise ValueError(f"fold={fold} is out of range: the study has {len(splits)} fold(s).")
-        training = real_subset(splits[fold]["training"], num_real, c.seed)
-        cases = len({str(i["case_id"]) for i in training})
-        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, cases, fold)
+        keep = {str(i["case_id"]) for i in real_subset(splits[fold]["training"], num_real, c.seed)}
+        training = [dict(i) for i in resolve_dataset(self._given_datalist or c.real_dataset_dir)]
+        training = [i for i in training if str(i["case_id"]) in keep]
+        found = {str(i["case_id"]) for i in training}
+        if found != keep:
+            raise ValueError(
+                f"write_generator_datalist: {len(keep - found)} training case(s) of the study were not found among "
+                f"the files of {c.real_dataset_dir} (e.g. {sorted(keep - found)[:3]}); case ids must be stable."
+            )
+        logger.info("Generator datalist %s: %d real training case(s) of fold %d.", path, len(keep), fold)
         return write_datalist(path, {"training": [dict(i) for i in training]})
 
     def _real_splits(self, items: list[dict[str, Any]], source: str) -> list[dict[str, list[dict[str, Any]]]]:
@@ -444,7 +477,8 @@ class SyntheticEvaluationStudy:
             logger.info("Network %s: study in %s", name, sub.output_dir)
             out[name] = SyntheticEvaluationStudy(sub, feature_extractor=self.feature_extractor)._run_one()
         results = {"study": "monai_synth synthetic_evaluation (per network)", "config": asdict(c), "networks": out}
-        write_network_comparison(results, self.output_dir)
+        if distributed.is_rank_zero():
+            write_network_comparison(results, self.output_dir)
         return results
 
     def _network_kwargs(self, name: str) -> dict[str, Any]:
@@ -504,6 +538,10 @@ class SyntheticEvaluationStudy:
         case_sets = [
             n for name in test_sets for n in (name, name + VOLUME_SUFFIX) if n == name or self._volumetric.get(name)
         ]
+        self._distance_units = {
+            name: "mm" if name.endswith(VOLUME_SUFFIX) or self._knows_spacing(name, splits, test_sets) else "px"
+            for name in case_sets
+        }
         arm_results = [
             {**asdict(arm), "folds": [], "cases": {name: [] for name in case_sets}, "summary": {}} for arm in arms
         ]
@@ -516,7 +554,7 @@ class SyntheticEvaluationStudy:
             timings["fid_seconds"] = time.perf_counter() - fid_start
 
         tracker = None
-        if c.mlflow_tracking_uri:
+        if c.mlflow_tracking_uri and distributed.is_rank_zero():
             tracker = StudyTracker(c.mlflow_tracking_uri, c.mlflow_experiment_name, str(self.output_dir))
             tracker.start(arms, self._tracked_params(arms, splits[0], pools, real.summary["source"]))
         try:
@@ -572,6 +610,7 @@ class SyntheticEvaluationStudy:
                 },  # fmt: skip
             },
             "test_sets": case_sets,
+            "distance_units": dict(self._distance_units),
             "arms": arm_results,
             "statistics": statistics,
             "generative_metrics": generative,
@@ -579,8 +618,9 @@ class SyntheticEvaluationStudy:
             "wall_time_seconds": timings,
         }
         timings["total_seconds"] = time.perf_counter() - start
-        samples = self._samples(real_items, generated) if c.figures else None
-        write_report(results, self.output_dir, samples=samples, figures=c.figures)
+        if distributed.is_rank_zero():  # under torchrun every rank holds the same results; rank 0 writes them
+            samples = self._samples(real_items, generated) if c.figures else None
+            write_report(results, self.output_dir, samples=samples, figures=c.figures)
         return results
 
     @staticmethod
@@ -625,6 +665,25 @@ class SyntheticEvaluationStudy:
     def _slice_axis(self) -> int:
         axis = self.config.real_dataset_kwargs.get("slice_axis", "auto")
         return 2 if axis in ("auto", None) else int(axis)
+
+    def _item_spacing(self, items: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]] | None:
+        """Per-item pixel size in mm (after crop + resize) of ``items``, or ``None`` when one is unknown."""
+        c, out = self.config, []
+        for item in items:
+            key = str(item.get("image_path"))
+            if key not in self._spacing_cache:
+                self._spacing_cache[key] = pixel_spacing(item, c.image_size, self._volume_axis, c.pixel_spacing)
+            if self._spacing_cache[key] is None:
+                return None
+            out.append(self._spacing_cache[key])
+        return out
+
+    def _knows_spacing(self, name: str, splits, test_sets) -> bool:
+        """Whether the real test set ``name`` is scored in mm (every item's pixel size known, in every fold)."""
+        if not name.startswith(TEST_R):
+            return False  # test-G: generated files carry the source's geometry at best, not their own
+        lists = [s["test"] for s in splits] if name == TEST_R else [test_sets[name][0]]
+        return all(items and self._item_spacing(items) is not None for items in lists)
 
     def _check_num_real(self, splits) -> None:
         """Refuse a ``num_real`` larger than a fold's real training cases, before any training."""
@@ -728,6 +787,7 @@ class SyntheticEvaluationStudy:
         model_path = None
         if c.save_models:
             model_path = self.output_dir / "models" / _safe_name(arm.name) / f"fold{fold}" / "model.pt"
+        if model_path is not None and distributed.is_rank_zero():
             save_study_model(
                 model_path, network, c.network, c.network_kwargs, train[0]["image"].shape[0], num_classes,
                 c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
@@ -738,7 +798,8 @@ class SyntheticEvaluationStudy:
             images = torch.as_tensor(np.stack([i["image"] for i in items]))
             labels = torch.as_tensor(np.stack([i["label"] for i in items]))
             predictions = predict_labels(network, images, c.batch_size, self.device)
-            scores = segmentation_scores(predictions, labels, num_classes)
+            spacing = self._item_spacing(items) if self._distance_units.get(test_name) == "mm" else None
+            scores = segmentation_scores(predictions, labels, num_classes, spacing=spacing)
             for row, (item, item_id) in enumerate(zip(items, ids)):
                 case: dict[str, Any] = {"fold": fold, "item_id": item_id, "case_id": str(item["case_id"])}
                 for score in SCORE_NAMES:

@@ -1,8 +1,10 @@
-"""Per-volume scores for 3D sources: the study's slice predictions re-stacked into volumes, distances in mm.
+"""Distances in mm: per-volume scores for 3D sources, pixel spacing of 2D items.
 
 The study trains and predicts on 2D slices. When the real slices come from volumes (NIfTI), the
 slices of each volume are stacked back in ``slice_index`` order and scored as one volume with MONAI's
-Dice and Hausdorff metrics, the Hausdorff distances in mm from the volume's voxel size.
+Dice and Hausdorff metrics, the Hausdorff distances in mm from the volume's voxel size. Per slice (and
+for 2D sources with a known pixel size) :func:`pixel_spacing` gives the in-plane pixel size after the
+study's crop and resize, so that per-slice Hausdorff distances are in mm too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from monai_synth.evaluation.segmentation import segmentation_scores
 
-__all__ = ["slice_spacing", "group_volumes", "stack_volume", "volume_scores"]
+__all__ = ["slice_spacing", "pixel_spacing", "group_volumes", "stack_volume", "volume_scores"]
 
 _VOLUME_SUFFIXES = (".nii", ".nii.gz", ".img", ".hdr")
 
@@ -55,6 +57,64 @@ def slice_spacing(item: Mapping[str, Any], image_size: int, axis: int = 2) -> tu
     side = min(shape[a] for a in in_plane)
     scale = side / float(image_size)
     return float(zooms[in_plane[0]]) * scale, float(zooms[in_plane[1]]) * scale, float(zooms[axis])
+
+
+def _picture_side(path: str) -> int | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as picture:
+            return min(picture.size)
+    except OSError:
+        return None
+
+
+def pixel_spacing(
+    item: Mapping[str, Any], image_size: int, axis: int = 2, override: Sequence[float] | None = None
+) -> tuple[float, float] | None:
+    """In-plane pixel size in mm of a study item ``(C, S, S)`` after the centred square crop and resize.
+
+    A ``(H, W)`` source with pixels ``(sh, sw)`` mm is cropped to ``m x m``, ``m = min(H, W)``, and resized to
+    ``S x S``: pixels become ``(sh * m / S, sw * m / S)``. The source pixel size comes from (first match):
+    the volume's header for slices of a 3D NIfTI; ``override`` for any 2D file (PNG/JPEG have no spacing);
+    the header of a 2D NIfTI.
+
+    Args:
+        item: a study item with ``image_path`` (a path or a list of per-channel paths).
+        image_size: ``S``.
+        axis: the volume axis slices were cut along (3D sources).
+        override: ``(row, column)`` source pixel size in mm of 2D sources, in the item's array layout (as a
+            picture is displayed; MONAI's index order for NIfTI).
+
+    Returns:
+        ``(row, column)`` spacing in mm, or ``None`` when unknown (no file, a picture without ``override``,
+        other formats).
+    """
+    volume = slice_spacing(item, image_size, axis)
+    if volume is not None:
+        return volume[0], volume[1]
+    path = _first(item.get("image_path"))
+    if path is None or not os.path.isfile(path):
+        return None
+    lower = path.lower()
+    if lower.endswith(_VOLUME_SUFFIXES):
+        import nibabel as nib
+
+        header = nib.load(path).header
+        shape, zooms = header.get_data_shape(), header.get_zooms()
+        if len(shape) > 2 and any(int(s) > 1 for s in shape[2:]):
+            return None  # a volume that slice_spacing did not take (e.g. another slicing axis)
+        side = min(int(shape[0]), int(shape[1]))
+        row, column = (override[0], override[1]) if override is not None else (zooms[0], zooms[1])
+    elif override is not None:
+        side = _picture_side(path)
+        if side is None:
+            return None
+        row, column = override[0], override[1]
+    else:
+        return None
+    scale = side / float(image_size)
+    return float(row) * scale, float(column) * scale
 
 
 def group_volumes(items: Sequence[Mapping[str, Any]]) -> dict[str, list[int]]:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from ignite.engine import Engine, Events
 
+from monai_synth.engines import distributed
 from monai_synth.utils.export import export_generator, load_checkpoint
 from monai_synth.utils.io import remove_stale_temp_files, torch_save_atomic
 
@@ -85,7 +86,15 @@ class GANCheckpointHandler:
             ``config`` alone (for inference) at every save, through
             :func:`~monai_synth.utils.export.export_generator`.
         keep_history: also keep ``checkpoint_iter_XXXXXXX.pt`` copies.
+
+    Under ``torchrun`` (:mod:`monai_synth.engines.distributed`) the handler is attached on every rank:
+    every rank resumes from the same file, only rank 0 writes it (and the export). The global RNG
+    states of all ranks are gathered into the checkpoint (``rng_states``), so each rank resumes its own
+    augmentation/noise stream.
     """
+
+    #: attached on every rank by :func:`~monai_synth.engines.distributed.handlers_for_rank`
+    every_rank = True
 
     def __init__(
         self,
@@ -132,6 +141,13 @@ class GANCheckpointHandler:
 
     def save(self, engine: Engine) -> None:
         checkpoint = self.state(engine)
+        if distributed.is_distributed():
+            # collective: every rank calls save at the same iterations; rank 0 alone writes
+            states: list[Any] = [None] * distributed.world_size()
+            torch.distributed.all_gather_object(states, checkpoint["rng_state"])
+            checkpoint["rng_states"] = states
+            if not distributed.is_rank_zero():
+                return
         torch_save_atomic(checkpoint, self.path)
         if self.keep_history:
             torch_save_atomic(checkpoint, self.save_dir / f"checkpoint_iter_{engine.state.iteration:07d}.pt")
@@ -158,9 +174,10 @@ class GANCheckpointHandler:
 
     def load(self, engine: Engine) -> None:
         # a run killed while writing left a hidden temporary file the size of a checkpoint
-        remove_stale_temp_files(self.path)
-        if self.export:
-            remove_stale_temp_files(self.export["path"])
+        if distributed.is_rank_zero():
+            remove_stale_temp_files(self.path)
+            if self.export:
+                remove_stale_temp_files(self.export["path"])
         if not self.path.is_file():
             return
         if not self.resume:
@@ -191,6 +208,10 @@ class GANCheckpointHandler:
         if "trainer" in self.save_dict and prior_max_epochs is not None:
             # the schedule asked for now wins over the saved one, so a finished run can be extended
             engine.state.max_epochs = prior_max_epochs
-        torch.set_rng_state(checkpoint["rng_state"])
+        rng_states = checkpoint.get("rng_states")
+        if rng_states is not None and len(rng_states) == distributed.world_size():
+            torch.set_rng_state(rng_states[distributed.rank()])
+        else:
+            torch.set_rng_state(checkpoint["rng_state"])
         self.resumed_from = int(checkpoint.get("iteration", 0))
         logger.info("Resumed from %s at iteration %d.", self.path, self.resumed_from)

@@ -38,9 +38,12 @@ class LossProgressBar:
 class TrainingSummaryWriter:
     """At the end of training, write ``summary.json``: iterations, wall time, images/s, versions, hardware, extras.
 
+    Under ``torchrun`` only rank 0 attaches it; images/s count the global batch (``batch_size`` times the
+    trainer's ``world_size``).
+
     Args:
         path: JSON file to write (atomically).
-        batch_size: images per iteration (for images/s).
+        batch_size: images per iteration of one process (for images/s).
         extra: anything JSON-like to store alongside (data summary, configuration).
     """
 
@@ -63,13 +66,17 @@ class TrainingSummaryWriter:
         seconds = time.perf_counter() - self._start
         iterations = engine.state.iteration - self._start_iteration
         last = engine.state.output if isinstance(engine.state.output, dict) else {}
+        processes = int(getattr(engine, "world_size", 1))
+        images = iterations * self.batch_size * processes
         write_json_atomic(
             self.path,
             {
                 "iterations_total": engine.state.iteration,
                 "iterations_this_run": iterations,
                 "seconds_this_run": round(seconds, 3),
-                "images_per_second": round(iterations * self.batch_size / seconds, 3) if seconds > 0 else None,
+                "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
+                "batch_size_per_process": self.batch_size,
+                "processes": processes,
                 "last_output": last,
                 "device": str(engine.state.device) if hasattr(engine.state, "device") else None,
                 **environment_info(getattr(engine.state, "device", None)),

@@ -30,7 +30,13 @@ class GeneratorEMAHandler:
         batch_size: images per iteration.
         ema_kimg: half-life in thousands of images (StyleGAN2-ADA: ``batch * 10 / 32``).
         rampup: ramp-up ratio (0.05 in StyleGAN2-ADA; ``None`` disables it).
+
+    Under ``torchrun`` it runs on every rank with the global batch size (identical weights give an
+    identical average).
     """
+
+    #: attached on every rank by :func:`~monai_synth.engines.distributed.handlers_for_rank`
+    every_rank = True
 
     def __init__(
         self,
@@ -83,7 +89,13 @@ class AdaptiveAugmentHandler:
         interval: iterations between adjustments (4).
         speed_kimg: thousands of images for ``p`` to go from 0 to 1 (500).
         output_key: key of the real-logit sign mean in the engine output.
+
+    Under ``torchrun`` it runs on every rank with the global batch size; the trainers average
+    ``real_sign`` over the ranks, so ``p`` stays identical everywhere.
     """
+
+    #: attached on every rank by :func:`~monai_synth.engines.distributed.handlers_for_rank`
+    every_rank = True
 
     def __init__(
         self,

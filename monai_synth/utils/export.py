@@ -41,11 +41,19 @@ __all__ = [
     "save_interpreter",
 ]
 
-GENERATOR_BUNDLES = {"PairedDCGANGenerator": "paired_dcgan", "StyleGAN2Generator": "datasetgan"}
+GENERATOR_BUNDLES = {
+    "PairedDCGANGenerator": "paired_dcgan",
+    "StyleGAN2Generator": "datasetgan",
+    "SemanticStyleGAN2Generator": "semanticgan",
+}
 """Generator class name -> the bundle that trains it (and whose inference / generate configs read it)."""
 
 # config keys a generator export of each class must hold, beyond generator_class / generator / data
-_REQUIRED_GENERATOR_KEYS = {"PairedDCGANGenerator": ("latent_dim",), "StyleGAN2Generator": ("mode", "z_dim")}
+_REQUIRED_GENERATOR_KEYS = {
+    "PairedDCGANGenerator": ("latent_dim",),
+    "StyleGAN2Generator": ("mode", "z_dim"),
+    "SemanticStyleGAN2Generator": ("mode", "z_dim", "num_classes"),
+}
 _REQUIRED_DATA_KEYS = ("image_channels", "num_classes")
 
 

@@ -64,9 +64,11 @@ class _Replay(torch.nn.Module):
         return self.pair[None].expand(z.shape[0], -1, -1, -1)
 
 
-def _replayed_set(generator_path: Path, out: Path, dataset: PairedSliceDataset, index: int = 0) -> dict:
+def _replayed_set(generator_path: Path, out: Path, dataset: PairedSliceDataset, index: int = 0, **kwargs) -> dict:
     """Generate with the real factory (write path unchanged) from a generator replaying training item ``index``."""
-    factory = PairedDatasetFactory(generator_path, out, num_samples=2, batch_size=2, postprocess=False, dedup=False)
+    factory = PairedDatasetFactory(
+        generator_path, out, num_samples=2, batch_size=2, postprocess=False, dedup=False, **kwargs
+    )
     item = dataset.data[index]
     factory.network = _Replay(EncodePaired(num_classes=dataset.num_classes)(item["image"], item["label"]))
     factory.run()
@@ -75,7 +77,11 @@ def _replayed_set(generator_path: Path, out: Path, dataset: PairedSliceDataset, 
 
 def _bundle_train(dataset_dir: Path, output_dir: Path) -> Path:
     monai.bundle.run(
-        config_file=str(CONFIGS / "train.json"), dataset_dir=str(dataset_dir), output_dir=str(output_dir), **TINY
+        config_file=str(CONFIGS / "train.json"),
+        dataset_dir=str(dataset_dir),
+        output_dir=str(output_dir),
+        bundle_root=str(output_dir),  # its models/ folder goes there, not into the working directory
+        **TINY,
     )
     return output_dir / "generator.pt"
 
@@ -143,6 +149,27 @@ def test_generated_pair_equals_the_source_read_by_monai(phantom_runs, fmt: str, 
     assert np.abs(left - right).max() > SIZE / 4  # the check can see a transposition (lungs far apart)
     image, expected = np.asarray(generated["image"][0]), np.asarray(source["image"][0], dtype=np.float32)
     assert np.corrcoef(image.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_png_output_of_a_png_source_loads_like_the_source(tmp_path: Path) -> None:
+    """``output_format="png"``: the pairs in the source's own format, pixel for pixel where no rounding applies."""
+    data = write_phantom_dataset(tmp_path / "data", num_samples=3, image_size=SIZE, formats=("png",)).parent
+    dataset = PairedSliceDataset(data, image_size=SIZE)
+    entry = _replayed_set(
+        _export(dataset, tmp_path / "generator.pt"), tmp_path / "gen", dataset, 2, output_format="png"
+    )
+    assert entry["image"].endswith("_image.png") and entry["label"].endswith("_label.png")
+    generated = _load(entry, tmp_path / "gen")
+    source = _load(json.loads((data / "datalist.json").read_text())["training"][2], data)
+    assert generated["label"].shape == source["label"].shape == (1, SIZE, SIZE)
+    np.testing.assert_array_equal(np.asarray(generated["label"]), np.asarray(source["label"]))
+    # 8-bit source -> [-1, 1] -> 8-bit again: the same grey levels (within rounding)
+    assert (
+        np.abs(np.asarray(generated["image"], dtype=np.float32) - np.asarray(source["image"], dtype=np.float32)).max()
+        <= 1
+    )
+    with pytest.raises(ValueError, match="output_format"):
+        PairedDatasetFactory(tmp_path / "generator.pt", tmp_path / "other", output_format="jpeg")
 
 
 def test_two_channel_source_loads_as_channels_first(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def test_every_bundle_config_is_smoke_tested() -> None:
     assert {
         "paired_dcgan/train",
         "datasetgan/train",
+        "semanticgan/train",
         "synthetic_evaluation/evaluate",
         "synthetic_evaluation/pipeline",
     } <= names

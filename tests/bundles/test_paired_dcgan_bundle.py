@@ -274,7 +274,8 @@ def test_quickstart_main_job_as_in_the_readme(tmp_path: Path) -> None:
     """The paired DCGAN quick-start overlay, unchanged except for the output folder (a few minutes on 2 CPU cores)."""
     out = tmp_path / "quickstart"
     config = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'quickstart.json'}']"
-    _ok(_bundle(["run", "--config_file", config, "--output_dir", str(out)], cwd=REPO, timeout=1800))
+    args = ["run", "--config_file", config, "--output_dir", str(out), "--bundle_root", str(tmp_path)]  # models/ too
+    _ok(_bundle(args, cwd=REPO, timeout=1800))
     assert (out / "samples" / "latest.png").read_bytes()[:8] == PNG_MAGIC
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations_total"] == 1000  # issue 18: 1000 iterations of batch 16 at 32 x 32, R1 5, lr 5e-4

@@ -83,3 +83,39 @@ def test_exports_without_a_record_warn(caplog) -> None:
     assert orient.export_orientation({"data": {}}, "old.pt")["layout"] == "legacy"
     assert "old.pt records no source orientation" in caplog.text
     assert orient.export_orientation({"data": {"orientation": INDEX}}) == INDEX
+
+
+@pytest.mark.parametrize(
+    "source,target,swapped",
+    [(VIEWER, INDEX, True), (INDEX, VIEWER, True), (VIEWER, VIEWER, False), (INDEX, INDEX, False),
+     (LEGACY, VIEWER, False), (INDEX, LEGACY, False)],
+)  # fmt: skip
+def test_convert_layout_between_datasets(source, target, swapped: bool) -> None:
+    array = np.arange(6).reshape(1, 2, 3)
+    out = orient.convert_layout(array, source, target)
+    assert orient.layouts_agree(source, target) is not swapped
+    np.testing.assert_array_equal(out, array.swapaxes(-1, -2) if swapped else array)
+    assert tuple(orient.convert_layout(torch.as_tensor(array), source, target).shape) == out.shape
+
+
+def test_generated_set_orientation_names_pre_contract_sets(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "generation.json").write_text(json.dumps({"config": {"data": {"image_size": 32}}}))
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "generation.json").write_text(json.dumps({"config": {"data": {"orientation": VIEWER}}}))
+    assert orient.generated_set_orientation(tmp_path / "old" / "datalist.json")["layout"] == "legacy"
+    assert orient.generated_set_orientation(tmp_path / "old")["layout"] == "legacy"
+    assert orient.generated_set_orientation(tmp_path / "new" / "datalist.json") is None
+    assert orient.generated_set_orientation(tmp_path / "datalist.json") is None  # not a monai_synth set
+
+
+def test_save_volume_label_keeps_index_order_and_affine(tmp_path: Path) -> None:
+    label = np.zeros((3, 5, 4), np.uint8)  # first axis <= 8 must not be taken for channels
+    label[1, 2, 3] = 2
+    affine = np.diag([0.7, 0.8, 2.0, 1.0])
+    orient.save_volume_label(tmp_path / "v.nii.gz", label, affine)
+    stored = nib.load(tmp_path / "v.nii.gz")
+    np.testing.assert_array_equal(np.asarray(stored.dataobj), label)
+    np.testing.assert_allclose(stored.affine, affine)

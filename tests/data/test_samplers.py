@@ -29,3 +29,27 @@ def test_unshuffled_and_bad_positions():
     assert list(sampler) == [2, 3, 4]
     with pytest.raises(ValueError, match="start"):
         sampler.set_pass(0, start=6)
+
+
+@pytest.mark.parametrize("start", [0, 6])
+def test_rank_shares_make_up_the_global_batches_of_one_process(start):
+    # 14 samples, 2 ranks x 3 per rank: two whole global batches of 6; the trailing 2 are dropped on every rank
+    single = ResumableSampler(14, seed=5)
+    ranks = [ResumableSampler(14, seed=5, num_replicas=2, rank=r, batch_size=3) for r in range(2)]
+    for sampler in (single, *ranks):
+        sampler.set_pass(2, start=start)
+    order = list(single)
+    shares = [list(r) for r in ranks]
+    assert all(len(s) == (12 - start) // 2 for s in shares) and len(ranks[0]) == 6
+    for k in range(len(shares[0]) // 3):
+        assert shares[0][3 * k : 3 * k + 3] + shares[1][3 * k : 3 * k + 3] == order[6 * k : 6 * k + 6]
+    assert not set(shares[0]) & set(shares[1])
+
+
+def test_rank_aware_sampler_refuses_bad_settings():
+    with pytest.raises(ValueError, match="rank"):
+        ResumableSampler(10, num_replicas=2, rank=2, batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        ResumableSampler(10, num_replicas=2, rank=0)
+    with pytest.raises(ValueError, match="global batch"):
+        ResumableSampler(3, num_replicas=2, rank=0, batch_size=2)

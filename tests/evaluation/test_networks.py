@@ -127,7 +127,8 @@ def test_torchvision_wrapper_adapts_the_stem_and_never_downloads(monkeypatch) ->
 
 @pytest.mark.skipif(
     not HAS_TORCHVISION,
-    reason="torchvision is not importable here (PyPI's torchvision does not load beside this torch build)",
+    reason="torchvision is not importable here: the only PyPI torchvision for torch 2.13.0 (0.28.0) is a CUDA build "
+    "whose _C.so needs libtorch_cuda.so, absent from torch 2.13.0+cpu ('operator torchvision::nms does not exist')",
 )
 @pytest.mark.parametrize("name", ["DeepLabV3", "FCN"])
 def test_torchvision_networks_train_one_step(name: str) -> None:

@@ -162,6 +162,23 @@ def test_a_given_test_list_with_missing_files_fails_before_training(tmp_path: Pa
         SyntheticEvaluationStudy(tmp_path / "out", real_dataset_dir=datalist, arms=["real"], **TINY).run()
 
 
+@pytest.mark.parametrize("broken", ["missing_file", "missing_datalist"])
+def test_an_external_test_set_with_missing_files_fails_before_training(tmp_path: Path, monkeypatch, broken) -> None:
+    import monai_synth.evaluation.study as study_module
+
+    monkeypatch.setattr(study_module, "train_segmentation_network", _no_training)
+    site_b = write_phantom_dataset(tmp_path / "site_b", 3, image_size=32, seed=500)
+    site_b = site_b.parent if site_b.is_file() else site_b
+    content = read_json(site_b / "datalist.json")
+    content["training"][1]["label"] = "labels/missing_label.nii.gz"
+    write_json_atomic(site_b / "datalist.json", content)
+    source = site_b / "datalist.json" if broken == "missing_file" else tmp_path / "nowhere.json"
+    study = SyntheticEvaluationStudy(tmp_path / "out", arms=["real"], phantom_samples=8, test_datasets={"site_b": source},
+                                     **TINY)  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="missing_label.nii.gz" if broken == "missing_file" else "nowhere.json"):
+        study.run()
+
+
 def test_external_test_set_is_scored_and_reported_on_its_own(tmp_path: Path) -> None:
     site_b = write_phantom_dataset(tmp_path / "site_b", 5, image_size=32, seed=9000)
     results = SyntheticEvaluationStudy(
@@ -363,10 +380,15 @@ def test_saved_model_reloads_and_inference_reproduces_the_test_dice(tmp_path: Pa
     assert mask.shape == (32, 32) and set(np.unique(mask)) <= set(range(6))
 
 
-def test_generator_datalist_holds_exactly_the_arm_training_cases(tmp_path: Path) -> None:
+@pytest.mark.parametrize("real_kwargs", [None, {"max_items": 11}])
+def test_generator_datalist_holds_exactly_the_arm_training_cases(tmp_path: Path, real_kwargs) -> None:
+    # real_dataset_kwargs (max_items here) change which cases the study splits: the generator's list follows them
     real = write_phantom_dataset(tmp_path / "real", 14, image_size=32, seed=0)
     real_dir = real.parent if real.is_file() else real
-    study = SyntheticEvaluationStudy(tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[4], **TINY)
+    study = SyntheticEvaluationStudy(
+        tmp_path / "study", real_dataset_dir=real_dir, arms=["real"], num_real=[4], real_dataset_kwargs=real_kwargs,
+        **TINY,
+    )  # fmt: skip
     path = study.write_generator_datalist(tmp_path / "gan_training.json", num_real=4)
     cases = sorted(e["case_id"] for e in read_json(path)["training"])
     results = study.run()

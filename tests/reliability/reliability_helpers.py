@@ -73,7 +73,13 @@ def cli_args(overrides: dict[str, Any]) -> list[str]:
 
 
 def run_bundle(config: str, **overrides: Any) -> None:
-    """``monai.bundle.run(config_file=config, **overrides)`` in this process (raises what the run raises)."""
+    """``monai.bundle.run(config_file=config, **overrides)`` in this process (raises what the run raises).
+
+    The bundle root defaults to the output folder, so the published ``models/`` does not land in the
+    working directory (the repository, when pytest runs from it).
+    """
+    if "output_dir" in overrides:
+        overrides.setdefault("bundle_root", overrides["output_dir"])
     monai.bundle.run(config_file=config, **overrides)
 
 

@@ -163,7 +163,7 @@ class GANProjector:
         optimize_noise: also optimise the per-layer noise maps (else the generator's constant noise).
         noise_weight: weight of :func:`noise_regularization` (1e5).
         pixel_weight, perceptual_weight: weights of the pixel MSE and the discriminator-feature distance.
-        encoder: a :class:`LatentEncoder` to initialise w (else the mean w).
+        encoder: a :class:`LatentEncoder` to initialise w (one w or w+; else the mean w).
         w_avg_samples: latents mapped to estimate the mean and spread of w.
         seed: seed of the exploration noise and the noise initialisation.
     """
@@ -197,7 +197,11 @@ class GANProjector:
         self.discriminator = discriminator
         if discriminator is not None:
             d_config = discriminator.get_config()
-            if d_config["image_size"] != config["image_size"] or d_config["mode"] != config["mode"]:
+            # a paired generator may also use an image-mode discriminator on its image channels (SemanticGAN's D_r)
+            image_only = d_config["mode"] == "image" and d_config["image_channels"] == config["image_channels"]
+            if d_config["image_size"] != config["image_size"] or (
+                d_config["mode"] != config["mode"] and not image_only
+            ):
                 raise ValueError(
                     f"The discriminator ({d_config['mode']}, {d_config['image_size']} px) does not belong to this "
                     f"generator ({config['mode']}, {config['image_size']} px)."
@@ -241,8 +245,12 @@ class GANProjector:
         image, mask = _image_part(self.generator, synth)
         loss = self.pixel_weight * (image - target).square().mean(dim=(1, 2, 3))
         if self.discriminator is not None and self.perceptual_weight > 0:
-            d_input = image if mask is None else torch.cat([image, mask.detach()], dim=1)
+            image_only = mask is None or self.discriminator.get_config()["mode"] == "image"
+            d_input = image if image_only else torch.cat([image, mask.detach()], dim=1)
             features = discriminator_features(self.discriminator, d_input)
+            if target_features is None and image_only:
+                with torch.no_grad():
+                    target_features = discriminator_features(self.discriminator, target)
             if target_features is None:
                 t_input = target if mask is None else torch.cat([target, mask.detach()], dim=1)
                 with torch.no_grad():
@@ -261,7 +269,9 @@ class GANProjector:
         rng = torch.Generator().manual_seed(self.seed)
         with torch.no_grad():
             start_w = self.w_avg[None].expand(b, -1) if self.encoder is None else self.encoder(target)
-        ws = start_w[:, None].repeat(1, g.num_ws, 1).detach().clone().requires_grad_(True)
+        if start_w.ndim == 2:  # one w per image: broadcast to w+
+            start_w = start_w[:, None].repeat(1, g.num_ws, 1)
+        ws = start_w.detach().clone().requires_grad_(True)
         params = [ws]
         noise = None
         if self.optimize_noise:
@@ -272,7 +282,7 @@ class GANProjector:
         optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=self.learning_rate)
         # with a paired generator the perceptual target depends on the current mask: recomputed every step
         fixed_target = None
-        if self.discriminator is not None and g.get_config()["mode"] == "image":
+        if self.discriminator is not None and self.discriminator.get_config()["mode"] == "image":
             with torch.no_grad():
                 fixed_target = discriminator_features(self.discriminator, target)
         history = []

@@ -16,7 +16,8 @@ import torch
 from monai.transforms import Compose
 
 from monai_synth.data import orientation as orient
-from monai_synth.data.deduplication import DuplicateFilter, duplicate_rate
+from monai_synth.data.deduplication import DuplicateFilter, duplicate_rate, hash_from_text, hash_to_text
+from monai_synth.engines import distributed
 from monai_synth.inferers import latent_spec
 from monai_synth.networks.latents import latents_from_seeds
 from monai_synth.utils.export import file_sha256, load_generator
@@ -26,12 +27,14 @@ from monai_synth.utils.visualize import to_uint8
 
 from .postprocessing import pair_postprocessing, resolve_num_components
 
-__all__ = ["PairedDatasetFactory", "sample_seed"]
+__all__ = ["OUTPUT_FORMATS", "PairedDatasetFactory", "sample_seed"]
 
 logger = logging.getLogger(__name__)
 
 _SEEDS_PER_RUN = 1_000_000
 LOCK_NAME = ".lock"
+#: File formats of generated pairs: NIfTI (float images) or the source's PNG (8-bit images).
+OUTPUT_FORMATS = ("nifti", "png")
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -68,8 +71,12 @@ class PairedDatasetFactory:
         .lock                    while a run writes the folder: its pid and host
         pairs/<id>_image.nii.gz  image float32 in [-1, 1] (C > 1: <id>_image_c0.nii.gz, ... one per channel)
         pairs/<id>_label.nii.gz  uint8 labels 0..K-1 (after post-processing)
-        pairs/<id>_*.png         with save_png
+        pairs/<id>_*.png         with save_png (previews); with output_format="png" the pairs themselves:
+                                 <id>_image.png (8-bit, [-1, 1] -> 0..255; C > 1: <id>_image_c0.png, ...)
+                                 and <id>_label.png (label values 0..K-1), for PNG-trained generators
         shards/shard_XXXXX.json  per-shard records (resume points)
+        shards/shard_XXXXX.draft.json  under torchrun, while a run is under way: a shard drawn by one
+                                 rank, before rank 0 made its duplicate decisions
         manifest.json            per pair: id, seed, kept/reason, duplicate_of, hash distance,
                                  post-processing change fraction, label fractions; plus summary
         datalist.json            {"training": [{"image", "label", "case_id", "seed"}, ...]} of kept pairs
@@ -77,6 +84,15 @@ class PairedDatasetFactory:
     Files follow the orientation contract of :mod:`monai_synth.data.orientation`: read with MONAI's
     default ``LoadImaged`` + ``EnsureChannelFirstd`` they have the orientation of the training sources
     (``(C, H, W)`` images beside ``(1, H, W)`` labels) and NIfTI files carry the source slice geometry.
+
+    Under ``torchrun`` (``torchrun --standalone --nproc_per_node=N -m monai.bundle run --config_file
+    configs/generate.json``) :meth:`run` joins the process group and splits the shards: rank ``r`` draws,
+    post-processes and writes the pairs of shards ``r, r + N, ...`` into draft records
+    (``shards/shard_XXXXX.draft.json``, with each image's perceptual hash); then rank 0 alone walks the
+    shards in order, makes the near-duplicate decisions an uninterrupted single-process run would make
+    (removing the files of duplicates), writes the shard records, the datalist and the manifest. Each
+    requested pair is drawn by exactly one rank; rank 0 holds the lock for the whole run. A killed run
+    resumes from the finished records and the complete drafts.
 
     Args:
         generator_path: exported ``generator.pt`` (see :func:`~monai_synth.utils.export.load_generator`).
@@ -97,6 +113,12 @@ class PairedDatasetFactory:
         save_png: also write PNG previews of each pair.
         device: generation device.
         id_prefix: prefix of pair ids (``<prefix>_<index>`` for seed 0, ``<prefix>_s<seed>_<index>`` otherwise).
+        output_format: ``"nifti"`` (float32 images in [-1, 1]) or ``"png"`` (8-bit images and label PNGs in the
+            source's own format, loading like the source PNGs with MONAI's ``LoadImage``; intensities are
+            quantised to 256 levels).
+
+    Raises:
+        ValueError: bad counts, an unknown ``output_format``.
     """
 
     def __init__(
@@ -116,7 +138,10 @@ class PairedDatasetFactory:
         save_png: bool = False,
         device: str | torch.device = "cpu",
         id_prefix: str = "syn",
+        output_format: str = "nifti",
     ) -> None:
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {list(OUTPUT_FORMATS)}, got {output_format!r}.")
         for name, value, low in (
             ("num_samples", num_samples, 1),
             ("batch_size", batch_size, 1),
@@ -135,6 +160,7 @@ class PairedDatasetFactory:
         self.save_png = bool(save_png)
         self.device = torch.device(device)
         self.id_prefix = id_prefix
+        self.output_format = output_format
         self._batch_cache: tuple[int, tuple[list[Any], list[dict[str, Any]]]] | None = None
         self.network, self.config = load_generator(self.generator_path, self.device)
         data = self.config.get("data", {})
@@ -159,6 +185,8 @@ class PairedDatasetFactory:
             "id_prefix": id_prefix,
             "save_png": self.save_png,
         }
+        if output_format != "nifti":  # only then: sets made before the option keep their fingerprint
+            self.fingerprint["output_format"] = output_format
 
     def _check_mode(self) -> None:
         if self.mode != "paired":
@@ -331,6 +359,9 @@ class PairedDatasetFactory:
         return drawn
 
     def _generate_shard(self, shard: int, dedup: DuplicateFilter | None) -> dict:
+        draft = self._load_draft(shard)
+        if draft is not None:  # drawn by a rank of a torchrun run
+            return self._finish_draft(shard, draft, dedup)
         start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, self._total)
         entries = []
         for batch in range(start // self.batch_size, -(-stop // self.batch_size)):
@@ -344,14 +375,16 @@ class PairedDatasetFactory:
         write_json_atomic(self._shard_path(shard), record)
         return record
 
-    def _finish_pair(self, index: int, sample: int, item: Any, dedup, extra: dict | None = None) -> dict:
-        pair_id = self._pair_id(index)
+    def _pair(
+        self, index: int, sample: int, item: Any, extra: dict | None = None
+    ) -> tuple[dict, np.ndarray, np.ndarray]:
+        """Post-process one drawn item: ``(manifest entry without decision or files, image, label)``."""
         out = self.postprocessing({"pred": item})
         image = np.asarray(out["gen_image"], dtype=np.float32)
         label = np.asarray(out["gen_label"])
         change = out.get("postprocess_change", 0.0)
         entry: dict[str, Any] = {
-            "id": pair_id,
+            "id": self._pair_id(index),
             "index": index,
             "seed": sample,
             "postprocess_change": round(float(change), 6),
@@ -360,14 +393,21 @@ class PairedDatasetFactory:
         entry["label_fractions"] = (
             (np.bincount(label.ravel().astype(np.int64), minlength=self.num_classes) / label.size).round(5).tolist()
         )
-        if dedup is not None:
-            is_dup, dup_of, distance = dedup.check(image, item_id=pair_id)
-            entry.update({"duplicate_of": dup_of if is_dup else None, "hash_distance": distance})
-            if is_dup:
-                entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
-                return entry
-        entry.update({"kept": True, "reason": None})
-        # files follow the orientation contract (monai_synth.data.orientation); C > 1: one file per channel
+        return entry, image, label
+
+    def _write_pair(self, entry: dict, image: np.ndarray, label: np.ndarray) -> None:
+        """Write the pair's files (orientation contract; C > 1: one image file per channel) into ``entry``."""
+        pair_id = entry["id"]
+        if self.output_format == "png":
+            suffixes = [""] if image.shape[0] == 1 else [f"_c{c}" for c in range(image.shape[0])]
+            names = [f"pairs/{pair_id}_image{suffix}.png" for suffix in suffixes]
+            for name, channel in zip(names, image):
+                orient.save_preview(self.output_dir / name, to_uint8(channel), self.orientation)
+            entry["image"] = names[0] if len(names) == 1 else names
+            entry["label"] = f"pairs/{pair_id}_label.png"
+            orient.save_preview(self.output_dir / entry["label"], label.reshape(label.shape[-2:]).astype(np.uint8),
+                                self.orientation)  # fmt: skip
+            return
         written = orient.save_image(self.output_dir / f"pairs/{pair_id}_image.nii.gz", image, self.orientation)
         names = [f"pairs/{p.name}" for p in written]
         entry["image"] = names[0] if len(names) == 1 else names
@@ -378,7 +418,76 @@ class PairedDatasetFactory:
             orient.save_preview(
                 self.output_dir / f"pairs/{pair_id}_label.png", label[0].astype(np.uint8), self.orientation
             )
+
+    @staticmethod
+    def _decide(entry: dict, decision: tuple[bool, Any, int | None]) -> bool:
+        """Record a duplicate decision in ``entry``; ``True`` when the pair is kept."""
+        is_dup, dup_of, distance = decision
+        entry.update({"duplicate_of": dup_of if is_dup else None, "hash_distance": distance})
+        if is_dup:
+            entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
+        return not is_dup
+
+    def _finish_pair(self, index: int, sample: int, item: Any, dedup, extra: dict | None = None) -> dict:
+        entry, image, label = self._pair(index, sample, item, extra)
+        if dedup is not None and not self._decide(entry, dedup.check(image, item_id=entry["id"])):
+            return entry
+        entry.update({"kept": True, "reason": None})
+        self._write_pair(entry, image, label)
         return entry
+
+    # ------------------------------------------------------------------ torchrun: drafts drawn by every rank
+    def _draft_path(self, shard: int) -> Path:
+        return self.output_dir / "shards" / f"shard_{shard:05d}.draft.json"
+
+    def _load_draft(self, shard: int) -> dict | None:
+        """A complete draft of ``shard`` whose files all exist, else ``None``."""
+        path = self._draft_path(shard)
+        if not path.is_file():
+            return None
+        draft = read_json(path)
+        expected = min(self.shard_size, self._total - shard * self.shard_size)
+        files = [f for e in draft["pairs"] for k in ("image", "label") for f in np.atleast_1d(e.get(k) or [])]
+        if len(draft["pairs"]) != expected or not all((self.output_dir / f).is_file() for f in files):
+            return None
+        return draft
+
+    def _draft_shard(self, shard: int, hasher: DuplicateFilter | None) -> None:
+        """Draw, post-process and write every pair of ``shard`` (decisions pending) to its draft record."""
+        start, stop = shard * self.shard_size, min((shard + 1) * self.shard_size, self._total)
+        entries = []
+        for batch in range(start // self.batch_size, -(-stop // self.batch_size)):
+            items, extras = self._draw_batch(batch)
+            first = batch * self.batch_size
+            for index in range(max(start, first), min(stop, first + self.batch_size)):
+                entry, image, label = self._pair(
+                    index, sample_seed(self.seed, index), items[index - first], extras[index - first]
+                )
+                if hasher is not None:
+                    entry["hash"] = hash_to_text(hasher.image_hash(image))
+                self._write_pair(entry, image, label)
+                entries.append(entry)
+        write_json_atomic(self._draft_path(shard), {"shard": shard, "pairs": entries})
+
+    def _finish_draft(self, shard: int, draft: dict, dedup: DuplicateFilter | None) -> dict:
+        """Rank 0: the duplicate decisions of a drafted shard, in index order; duplicates' files removed."""
+        entries = []
+        for drafted in draft["pairs"]:
+            files = {k: drafted.pop(k) for k in ("image", "label")}
+            image_hash = drafted.pop("hash", None)
+            entry = dict(drafted)
+            if dedup is not None and not self._decide(entry, dedup.check_hash(hash_from_text(image_hash), entry["id"])):
+                for name in [f for f in files.values() for f in np.atleast_1d(f)]:
+                    (self.output_dir / name).unlink(missing_ok=True)
+                    (self.output_dir / name.replace(".nii.gz", ".png")).unlink(missing_ok=True)
+                entries.append(entry)
+                continue
+            entry.update({"kept": True, "reason": None, **files})
+            entries.append(entry)
+        record = {"shard": shard, "pairs": entries, "dedup_state": dedup.state_dict() if dedup else None}
+        write_json_atomic(self._shard_path(shard), record)
+        self._draft_path(shard).unlink(missing_ok=True)
+        return record
 
     def run(self) -> dict[str, Any]:
         """Generate (or resume, extend or shrink) the set and write ``manifest.json`` and ``datalist.json``.
@@ -389,10 +498,19 @@ class PairedDatasetFactory:
         Returns:
             the summary stored in the manifest (counts, duplicate rate, timing).
 
+        Under ``torchrun`` every rank calls it (see the class docstring); every rank returns the summary.
+
         Raises:
             ValueError: ``output_dir`` holds a set made with other settings, or files that are not a set.
             LockHeldError: another run is writing ``output_dir``; nothing was written.
         """
+        joined = not distributed.is_distributed() and distributed.init_distributed()
+        try:
+            if distributed.is_distributed():
+                return self._run_distributed()
+        finally:
+            if joined:
+                distributed.destroy_distributed()
         self._refuse_foreign_folder(ignore_hidden=True)
         lock = self._lock()
         try:
@@ -400,6 +518,43 @@ class PairedDatasetFactory:
             return self._run()
         finally:
             lock.release()
+
+    def _run_distributed(self) -> dict[str, Any]:
+        """Drafts on every rank, then rank 0's :meth:`_run` (decisions, records, datalist, manifest)."""
+        self.device = distributed.local_device(self.device)
+        self.network.to(self.device)
+        rank_zero = distributed.is_rank_zero()
+        lock = None
+        try:
+            with distributed.fail_together("Preparing the output folder"):
+                if rank_zero:
+                    self._refuse_foreign_folder(ignore_hidden=True)
+                    lock = self._lock()
+                    self._check_output_dir()
+            with distributed.fail_together("Drawing the shards"):
+                self._draft_shards(distributed.rank(), distributed.world_size())
+            with distributed.fail_together("Writing the datalist and manifest"):
+                summary = self._run() if rank_zero else None
+        finally:
+            if lock is not None:
+                lock.release()
+        return distributed.broadcast_object(summary)
+
+    def _draft_shards(self, rank: int, world_size: int) -> None:
+        """Draft shards ``rank, rank + world_size, ...`` that have neither a finished record nor a complete draft."""
+        self._total = self.num_samples
+        self._batch_cache = None
+        hasher = (
+            DuplicateFilter(image_channels=self.image_channels, **self.dedup_settings) if self.dedup_settings else None
+        )
+        drawn = []
+        for shard in range(rank, -(-self.num_samples // self.shard_size), world_size):
+            record = self._load_shard(shard)
+            expected = min(self.shard_size, self.num_samples - shard * self.shard_size)
+            if (record is None or len(record["pairs"]) != expected) and self._load_draft(shard) is None:
+                self._draft_shard(shard, hasher)
+                drawn.append(shard)
+        logger.info("Rank %d of %d drew shards %s.", rank, world_size, drawn)
 
     def _run(self) -> dict[str, Any]:
         self._total = self.num_samples

@@ -23,7 +23,10 @@ def modulated_conv2d(
 
     ``w'_{b,o,i,k} = s_{b,i} * w_{o,i,k}``; with demodulation ``w''_{b,o,i,k} = w' / sqrt(sum_{i,k} w'^2 + eps)``
     (StyleGAN2 eq. 1-3), so unit-variance inputs give unit-variance outputs. All samples run as one
-    grouped convolution (groups = batch size) rather than a loop.
+    grouped convolution (groups = batch size) rather than a loop. Under ``torch.jit.trace`` the same
+    result is computed batch-independently instead (inputs scaled by the styles, one shared convolution,
+    outputs scaled by the demodulation coefficients, as StyleGAN2's non-fused path does), because a
+    traced grouped convolution would keep the batch size it was traced with.
 
     Args:
         x: ``(B, I, H, W)`` input.
@@ -41,6 +44,11 @@ def modulated_conv2d(
         raise ValueError(
             f"modulated_conv2d: styles must be {(b, i)} for input {tuple(x.shape)}, got {tuple(styles.shape)}."
         )
+    if torch.jit.is_tracing():
+        out = F.conv2d(x * styles[:, :, None, None], weight, padding=k // 2)
+        if demodulate:  # sum_{i,k} (s_i w_{o,i,k})^2 = sum_i s_i^2 sum_k w_{o,i,k}^2
+            out = out * torch.rsqrt(styles.square() @ weight.square().sum(dim=(2, 3)).t() + eps)[:, :, None, None]
+        return out
     wb = weight[None] * styles[:, None, :, None, None]  # (B, O, I, k, k)
     if demodulate:
         wb = wb * torch.rsqrt(wb.square().sum(dim=(2, 3, 4), keepdim=True) + eps)

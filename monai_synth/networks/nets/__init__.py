@@ -1,5 +1,5 @@
-"""monai_synth.networks.nets: whole networks: paired DCGAN, StyleGAN2 generator / discriminator,
-the style interpreter's pixel-classifier ensemble and the projection's latent encoder."""
+"""monai_synth.networks.nets: whole networks: paired DCGAN, StyleGAN2 generator / discriminator, the SemanticGAN
+generator (image + mask branch), the style interpreter's pixel-classifier ensemble and the latent encoder."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .dcgan import (
 )
 from .latent_encoder import LatentEncoder
 from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
+from .semantic_stylegan2 import SemanticStyleGAN2Generator, encode_mask_logits
 from .stylegan2 import (
     STYLEGAN2_MODES,
     MappingNetwork,
@@ -28,6 +29,8 @@ __all__ = [
     "jensen_shannon_disagreement",
     "majority_vote",
     "STYLEGAN2_MODES",
+    "SemanticStyleGAN2Generator",
+    "encode_mask_logits",
     "MappingNetwork",
     "StyleGAN2Generator",
     "StyleGAN2Discriminator",

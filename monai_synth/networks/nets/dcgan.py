@@ -205,12 +205,12 @@ class PairedDCGANGenerator(nn.Module):
         Raises:
             ValueError: ``z`` does not have shape ``(B, latent_dim)``.
         """
-        if z.ndim == 4 and z.shape[2:] == (1, 1):
+        if z.ndim == 4 and z.shape[2] == 1 and z.shape[3] == 1:  # written out so that torch.jit.script compiles it
             z = z.flatten(1)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(
-                f"{type(self).__name__}: expected latents of shape (B, latent_dim={self.latent_dim}), got "
-                f"{tuple(z.shape)}; draw them with monai_synth.networks.latents.sample_latents(num, latent_dim={self.latent_dim}) or check the "
+                f"PairedDCGANGenerator: expected latents of shape (B, latent_dim={self.latent_dim}), got "
+                f"{list(z.shape)}; draw them with monai_synth.networks.latents.sample_latents(num, latent_dim={self.latent_dim}) or check the "
                 "latent_dim setting."
             )
         x = self.project(z).view(z.shape[0], self.channels[0], self.start_size, self.start_size)
