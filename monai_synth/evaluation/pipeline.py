@@ -55,7 +55,7 @@ DEFAULT_GENERATORS: dict[str, dict[str, Any]] = {
     "dcgan": {"bundle": "paired_dcgan", "overrides": {"max_epochs": 8, "iterations_per_epoch": 50}},
 }
 #: Settings the pipeline gives every generator bundle itself (a recipe may not set them).
-_OWNED_TRAIN = ("dataset_dir", "output_dir", "image_size")
+_OWNED_TRAIN = ("dataset_dir", "output_dir", "image_size", "models_dir")
 _OWNED_GENERATE = ("generator_path", "generated_dir", "output_dir", "num_samples")
 COMPLETE = "complete.json"
 PIPELINE_ARMS = ("real", "hybrid", "synthetic")
@@ -389,6 +389,7 @@ class SyntheticEvaluationPipeline:
         def work(folder: Path) -> dict[str, Any]:
             overrides = {"seed": self.seed, "device": self.device, **spec["overrides"]}
             overrides |= {"dataset_dir": str(split.folder / "generator_training.json"), "output_dir": str(folder)}
+            overrides["models_dir"] = str(folder / "models")  # the bundle's model-zoo copy stays in the stage
             overrides["image_size"] = self.image_size
             run_bundle([self.bundles / spec["bundle"] / "configs" / "train.json"], overrides)
             if not (folder / "generator.pt").is_file():
