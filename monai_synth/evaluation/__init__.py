@@ -1,10 +1,11 @@
 """monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid arms, StudyConfig),
-its segmentation training, per-slice and per-volume scores, statistics, MLflow tracking, report and saved models."""
+its segmentation training, scores, statistics, MLflow tracking, report, saved models, and the resumable pipeline."""
 
 from __future__ import annotations
 
 from .arms import ARM_KINDS, ArmSpec, arm_training_items, plan_arms
 from .config import StudyConfig
+from .pipeline import SyntheticEvaluationPipeline
 from .report import (
     from_json_safe,
     load_results,
@@ -38,12 +39,13 @@ from .statistics import (
     summarize_cases,
 )
 from .study import SyntheticEvaluationStudy
-from .tracking import StudyTracker
+from .tracking import PipelineTracker, StudyTracker
 
 __all__ = [
     # study
     "StudyConfig",
     "SyntheticEvaluationStudy",
+    "SyntheticEvaluationPipeline",
     # arms
     "ARM_KINDS",
     "ArmSpec",
@@ -71,6 +73,7 @@ __all__ = [
     "summarize_cases",
     # tracking
     "StudyTracker",
+    "PipelineTracker",
     # report
     "from_json_safe",
     "load_results",

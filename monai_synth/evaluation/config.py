@@ -136,6 +136,9 @@ class StudyConfig:
             number (square pixels) or ``[row, column]`` as the picture is displayed; the Hausdorff distances
             of the real test sets are then in mm (scaled by the crop + resize to ``image_size``). 2D NIfTI
             sources use their header's spacing unless this is given; 3D volumes always use their header.
+        fold: train and score only this fold (0-based) of the split; ``None``: every fold. The other folds
+            are still split (and checked for leakage) so that the fold's cases, seeds and record numbers
+            are those of a whole run (the ``pipeline.json`` stages run one fold and arm each).
 
     Attributes:
         model_selection, hausdorff_units: what the study does that no setting changes,
@@ -192,6 +195,7 @@ class StudyConfig:
     weight_decay: float = 0.0
     save_models: bool = True
     pixel_spacing: float | Sequence[float] | None = None
+    fold: int | None = None
     model_selection: str = field(default="best validation mean foreground Dice (real validation cases)", init=False)
     hausdorff_units: str = field(default="", init=False)
 
@@ -302,6 +306,10 @@ class StudyConfig:
         self.nesterov = bool(self.nesterov)
         if self.nesterov and (self.optimizer != "SGD" or self.momentum <= 0):
             raise ValueError("--nesterov needs --optimizer sgd and --momentum > 0 (Neff et al.: momentum 0.99).")
+        if self.fold is not None:
+            if not _is_int(self.fold) or not 0 <= self.fold < self.folds:
+                raise ValueError(f"--fold must be null or an integer in [0, folds={self.folds}), got {self.fold!r}.")
+            self.fold = int(self.fold)
         if isinstance(self.networks, str):
             self.networks = [self.networks]
         if self.networks is not None:

@@ -734,6 +734,8 @@ class SyntheticEvaluationStudy:
     def _run_folds(self, arms, arm_results, splits, pools, test_sets, num_classes, class_names, tracker) -> None:
         """Every arm on every fold; the arm's MLflow handler (if any) goes to its trainer and evaluator."""
         for fold, split in enumerate(splits):
+            if self.config.fold is not None and fold != self.config.fold:
+                continue
             fold_tests = {**test_sets, TEST_R: (split["test"], _item_ids(split["test"]))}
             for arm, record in zip(arms, arm_results):
                 handlers = [tracker.handler(arm)] if tracker is not None else []

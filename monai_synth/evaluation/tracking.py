@@ -30,7 +30,7 @@ from typing import Any
 from monai_synth.evaluation.arms import ArmSpec
 from monai_synth.evaluation.segmentation import SCORE_NAMES
 
-__all__ = ["has_mlflow", "require_mlflow", "StudyTracker"]
+__all__ = ["has_mlflow", "require_mlflow", "StudyTracker", "PipelineTracker"]
 
 # mlflow is imported only when a study logs to it (its import takes seconds)
 has_mlflow = importlib.util.find_spec("mlflow") is not None
@@ -174,3 +174,68 @@ class StudyTracker:
             if handler.cur_run is not None:
                 handler.client.set_terminated(handler.cur_run.info.run_id, "FAILED")
                 handler.cur_run = None
+
+
+def _param_text(value: Any) -> str:
+    return str(value)[:500]  # MLflow limits parameter values
+
+
+class PipelineTracker:
+    """One parent MLflow run per pipeline run and one nested run per stage that ran.
+
+    Args:
+        tracking_uri: MLflow tracking URI, e.g. ``sqlite:///runs/pipeline/mlflow.db`` (its folder is created).
+        experiment_name: experiment receiving the runs (created when missing).
+        tag: value of the ``monai_synth.pipeline`` tag of every run (the pipeline's output folder).
+
+    Raises:
+        ImportError: mlflow is not installed.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str, tag: str) -> None:
+        require_mlflow()
+        self.tracking_uri, self.experiment_name, self.tag = str(tracking_uri), str(experiment_name), str(tag)
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.client: Any = None
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
+
+    def start(self, params: Mapping[str, Any]) -> str:
+        """Open the parent run with the pipeline's settings as parameters; returns its id."""
+        from mlflow.tracking import MlflowClient
+
+        with _explicit_tracking_uri():
+            self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        self.experiment_id = (
+            experiment.experiment_id if experiment is not None else self.client.create_experiment(self.experiment_name)
+        )
+        run = self.client.create_run(self.experiment_id, run_name="pipeline", tags={"monai_synth.pipeline": self.tag})
+        self.parent_id = run.info.run_id
+        for key, value in params.items():
+            self.client.log_param(self.parent_id, _metric_name(key), _param_text(value))
+        return self.parent_id
+
+    def stage(self, name: str, params: Mapping[str, Any], outputs: Mapping[str, Any], seconds: float) -> str:
+        """Log a finished stage as a nested run: its settings as parameters, its numbers and wall time as metrics."""
+        tags = {"mlflow.parentRunId": self.parent_id, "monai_synth.pipeline": self.tag}
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        for key, value in params.items():
+            self.client.log_param(run_id, _metric_name(key), _param_text(value))
+        for key, value in outputs.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                self.client.log_metric(run_id, _metric_name(key), float(value))
+        self.client.log_metric(run_id, "seconds", float(seconds))
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+    def finish(self, status: str = "FINISHED", metrics: Mapping[str, float] | None = None) -> None:
+        """Log ``metrics`` to the parent run and close it with ``status``."""
+        if self.parent_id is None:
+            return
+        for key, value in (metrics or {}).items():
+            self.client.log_metric(self.parent_id, _metric_name(key), float(value))
+        self.client.set_terminated(self.parent_id, status)
+        self.parent_id = None

@@ -99,6 +99,7 @@ def test_settings_are_typed_and_recorded_as_given(tmp_path: Path) -> None:
         ({"val_fraction": -0.1}, r"--val_fraction must be in \[0, 1\)"),
         ({"network_kwargs": "{}"}, "--network_kwargs must be a mapping"),
         ({"synthetic_datalist": 3}, "--synthetic_datalist must be a path"),
+        ({"folds": 2, "fold": 2}, r"--fold must be null or an integer in \[0, folds=2\)"),
     ],
 )
 def test_settings_of_the_wrong_type_or_range_are_refused_by_name(tmp_path: Path, kwargs: dict, message: str) -> None:
