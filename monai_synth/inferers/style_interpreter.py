@@ -129,14 +129,15 @@ class StyleInterpreterInferer(Inferer):
             image, features = generator_features(self.generator, inputs, kind, self.truncation_psi, noise)
             b, size, k = image.shape[0], image.shape[-1], network.num_classes
             label = torch.empty(b, size, size, dtype=torch.long, device=image.device)
-            probabilities = torch.empty(b, size, size, k, device=image.device)
+            probabilities = torch.empty(b, k, size, size, device=image.device)
             uncertainty = torch.empty(b, size, size, device=image.device)
             with torch.no_grad():  # summarise each chunk: member logits never exist for the whole image
                 for i, rows, logits in network.chunks(features, size, rows_per_chunk=self.rows_per_chunk):
                     r = rows.stop - rows.start
-                    member_probabilities = logits.softmax(dim=-1)  # (n, R * S, K)
+                    # softmax over K along pixels ((n, K, R * S)): over a last axis of 2 classes it is 20x slower
+                    member_probabilities = logits.transpose(1, 2).softmax(dim=1).transpose(1, 2)  # (n, R * S, K)
                     label[i, rows] = majority_vote(logits).reshape(r, size)
-                    probabilities[i, rows] = member_probabilities.mean(dim=0).reshape(r, size, k)
+                    probabilities[i, :, rows] = member_probabilities.mean(dim=0).T.reshape(k, r, size)
                     uncertainty[i, rows] = jensen_shannon_disagreement(member_probabilities).reshape(r, size)
         finally:
             network.train(was_training)
@@ -144,7 +145,7 @@ class StyleInterpreterInferer(Inferer):
         return {
             "image": _image_channels(self.generator, image).float(),
             "label": label[:, None],
-            "probabilities": probabilities.permute(0, 3, 1, 2),
+            "probabilities": probabilities,
             "uncertainty": uncertainty,
             "uncertainty_score": image_uncertainty_score(uncertainty, self.top_fraction),
         }

@@ -379,7 +379,7 @@ class PixelClassifierEnsemble(nn.Module):
             second = features[0].new_empty(n * rows_per_chunk * s * h2)
             scale2, shift2 = self._folded_norm(self.bn2, self.b2)
             w2 = (self.w2 * scale2[:, :, None]).transpose(1, 2).to(dtype)  # (n, h1, h2)
-            shift2, b3, w3 = shift2[:, None].to(dtype), self.b3[:, None].to(dtype), self.w3.transpose(1, 2).to(dtype)
+            shift2, b3, w3 = shift2[:, None].to(dtype), self.b3[:, :, None].to(dtype), self.w3.to(dtype)
         for image in range(b):
             # first layer of every member on each small resolution in one product: (r * r, N) channels-last
             projected = [
@@ -436,7 +436,8 @@ class PixelClassifierEnsemble(nn.Module):
                     continue
                 h = h.relu_().view(num, n, h1).transpose(0, 1)  # (n, R * S, h1), members strided
                 h = torch.baddbmm(shift2, h, w2, out=second[: n * num * h2].view(n, num, h2)).relu_()
-                yield image, rows, torch.baddbmm(b3, h, w3)  # (n, R * S, K)
+                # (n, K, R * S) in memory: per-pixel reductions over K (softmax, vote) then run along pixels
+                yield image, rows, torch.baddbmm(b3, w3, h.transpose(1, 2)).transpose(1, 2)  # (n, R * S, K)
 
     @staticmethod
     def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice, band: tuple[int, int]) -> torch.Tensor:
