@@ -64,7 +64,8 @@ def jensen_shannon_disagreement(member_probabilities: torch.Tensor, eps: float =
 
 
 _CHUNK_PIXELS = 1024  # default pixels per chunk: the first-layer activations (1024 x n * h1, 10 MB) stay in cache
-_TILE = 8  # output columns per tile (at most) of the column upsampling: few source columns per tile, few tiles
+_TILE = 8  # output columns per tile (at most)
+_UPSAMPLE_COST = 4  # a multiply-add of the banded upsampling costs about 4 of a large matrix product (measured) of the column upsampling: few source columns per tile, few tiles
 
 
 def _row_bands(a: torch.Tensor, starts: Sequence[int], rows: int) -> list[tuple[int, int]]:
@@ -289,18 +290,20 @@ class PixelClassifierEnsemble(nn.Module):
         return self._head(vectors @ self.w1.reshape(-1, c).T.to(vectors.dtype))
 
     def _project_first(self, r: int, c: int, size: int) -> bool:
-        """Whether projecting ``c`` channels at resolution ``r`` before upsampling costs fewer products.
+        """Whether projecting ``c`` channels at resolution ``r`` before upsampling costs less.
 
-        Per image, with ``N = n * h1`` and banded upsampling (:func:`_column_tiles`: about
-        ``2 + tile / (size / r)`` source columns per tile of ``tile`` output columns): projecting first costs
-        ``r*r*c*N`` plus upsampling ``N`` channels; projecting last costs ``size**2*c*N`` plus upsampling
-        ``c`` channels (rows banded, columns one dense product). A map at the image size is never upsampled.
+        Per image, with ``N = n * h1``: projecting first costs ``r*r*c*N`` products plus the banded upsampling of
+        ``N`` channels (about ``2 + tile * r / size`` gathered source columns per output in the column step
+        (:func:`_column_tiles`), two per output row in the row step), counted ``_UPSAMPLE_COST`` times
+        because it moves memory rather than multiplying; projecting last costs ``size**2*c*N`` products plus
+        upsampling ``c`` channels (rows banded, columns one dense product). A map at the image size is
+        never upsampled.
         """
         if r >= size:
             return False
         n1 = self.num_members * self.hidden_channels[0]
-        taps = 2 + _TILE * r / size  # source columns per output pixel and tile, both orders' column step
-        first = r * r * c * n1 + size * size * n1 * taps / _TILE + size * r * n1 * 2
+        columns = 2 + _TILE * r / size
+        first = r * r * c * n1 + _UPSAMPLE_COST * n1 * (size * size * columns + size * r * 2)
         last = size * size * c * n1 + size * size * r * c + size * r * c * 2
         return first < last
 
@@ -364,6 +367,7 @@ class PixelClassifierEnsemble(nn.Module):
                 first.append((r, indices, weight.T.to(dtype), a))
             else:  # at the image size the interpolation is the identity: no upsampling
                 late.append((r, indices, weight.T.to(dtype), a if r != s else None))
+        late_weight = torch.cat([weight for _, _, weight, _ in late]) if late else None  # (sum c, N)
         tile = math.gcd(s, _TILE)
         resolutions = [r for r, *_ in first]
         # fast: row 0 of the stacked rows is the folded shift, read by every tile with weight 1 (no extra pass)
@@ -418,19 +422,22 @@ class PixelClassifierEnsemble(nn.Module):
                     else:
                         g = torch.cat([u.reshape(-1, n1) for u in ups]).index_select(0, index)
                         h = torch.bmm(tiles, g.view(tiles.shape[0], -1, n1)).reshape(num, n1)
-                for (r, _, weight, a), x in zip(late, raw):
-                    if a is None:  # (C, R, S) -> (R * S, C), a transposed view
-                        x = x[:, rows].reshape(x.shape[0], num).T
-                    else:
-                        x = self._upsample_rows(x, a, rows, bands[r][chunk])
+                if late:  # raw channels of every late map (upsampled if smaller than the image), one product
+                    x = [
+                        m[:, rows].reshape(m.shape[0], num).T  # (C, R, S) -> (R * S, C), a transposed view
+                        if a is None
+                        else self._upsample_rows(m, a, rows, bands[r][chunk])
+                        for (r, _, _, a), m in zip(late, raw)
+                    ]
+                    x = x[0] if len(x) == 1 else torch.cat(x, dim=1)
                     if h is None and fast:
-                        h = torch.addmm(shift1[0, 0], x, weight, out=hidden[: num * n1].view(num, n1))
+                        h = torch.addmm(shift1[0, 0], x, late_weight, out=hidden[: num * n1].view(num, n1))
                     elif h is None:
-                        h = x @ weight
+                        h = x @ late_weight
                     elif fast:
-                        h.addmm_(x, weight)
+                        h.addmm_(x, late_weight)
                     else:
-                        h = h + x @ weight
+                        h = h + x @ late_weight
                 if not fast:
                     yield image, rows, self._head(h)
                     continue

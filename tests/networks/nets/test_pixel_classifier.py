@@ -60,10 +60,10 @@ def test_order_choice_projects_small_maps_first():
     channels = [256, 256, 256, 128, 64, 32, 16]
     ens = PixelClassifierEnsemble([c // 2 for c in channels for _ in range(2)], num_classes=2)
     choice = [ens._project_first(r, c, 256) for r, c in zip(sizes, channels)]
-    # banded upsampling of the projected channels costs a few products per output: every map smaller than
-    # the image is projected first; at the image size nothing is upsampled
-    assert choice == [True] * 6 + [False]
-    assert not ens._project_first(128, 1, 256)  # one channel: cheaper to upsample it than 2560 projected ones
+    # banded upsampling of the projected channels costs a few products per output: maps with many channels
+    # are projected first; at 128 x 128 32 channels are cheaper to upsample than 2560 projected ones
+    assert choice == [True] * 5 + [False] * 2
+    assert ens._project_first(128, 256, 256)  # the paper's width (channel_max 512): 256 channels at 128 x 128
 
 
 def test_pixel_batches_match_the_full_map_and_train():
