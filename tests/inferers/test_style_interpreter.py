@@ -103,3 +103,16 @@ def test_votes_equal_the_reference_path_at_the_benchmark_widths(upsample_mode):
     votes = [majority_vote(x.permute(0, 1, 3, 4, 2).reshape(10, -1, 2)) for x in (ours, reference)]
     assert torch.equal(votes[0], votes[1])
     torch.testing.assert_close(ours, reference, rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_inferer_runs_under_autocast_with_nearly_the_same_votes(dtype):
+    # the CUDA recipe (autocast), here on CPU: every buffer takes the feature maps' dtype
+    g = _generator()
+    ens = _benchmark_ensemble(g.feature_channels)
+    z = torch.randn(2, 8, generator=torch.Generator().manual_seed(3))
+    label = StyleInterpreterInferer(g)(z, ens)["label"]
+    with torch.autocast("cpu", dtype=dtype):
+        out = StyleInterpreterInferer(g)(z, ens)
+    assert out["label"].dtype == torch.int64 and out["probabilities"].dtype == torch.float32
+    assert (out["label"] == label).float().mean() > 0.9

@@ -345,7 +345,9 @@ class PixelClassifierEnsemble(nn.Module):
         """
         self._check_features(features)
         s, b = image_size, features[0].shape[0]
-        dtype, device = features[0].dtype, features[0].device
+        # one dtype for every tensor (under autocast the maps may come in two): the finest map's
+        dtype, device = features[-1].dtype, features[-1].device
+        features = [f.to(dtype) for f in features]
         n, (h1, h2) = self.num_members, self.hidden_channels
         n1 = n * h1
         rows_per_chunk = max(1, min(s, rows_per_chunk or _CHUNK_PIXELS // s))
@@ -387,7 +389,7 @@ class PixelClassifierEnsemble(nn.Module):
         for image in range(b):
             # first layer of every member on each small resolution in one product: (r * r, N) channels-last
             projected = [
-                torch.cat([features[i][image] for i in indices]).reshape(weight.shape[0], r * r).T @ weight
+                (torch.cat([features[i][image] for i in indices]).reshape(weight.shape[0], r * r).T @ weight).to(dtype)
                 for r, indices, weight, _ in first
             ]
             raw = [torch.cat([features[i][image] for i in indices]) for _, indices, _, _ in late]  # (C, r, r)
@@ -426,7 +428,7 @@ class PixelClassifierEnsemble(nn.Module):
                     x = [
                         m[:, rows].reshape(m.shape[0], num).T  # (C, R, S) -> (R * S, C), a transposed view
                         if a is None
-                        else self._upsample_rows(m, a, rows, bands[r][chunk])
+                        else self._upsample_rows(m, a, rows, bands[r][chunk]).to(dtype)
                         for (r, _, _, a), m in zip(late, raw)
                     ]
                     x = x[0] if len(x) == 1 else torch.cat(x, dim=1)
