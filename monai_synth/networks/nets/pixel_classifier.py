@@ -41,7 +41,8 @@ def majority_vote(member_logits: torch.Tensor) -> torch.Tensor:
         ``(N,)`` int64 labels.
     """
     n, _, k = member_logits.shape
-    votes = F.one_hot(member_logits.argmax(dim=2), k).sum(dim=0)  # (N, K)
+    # arg-max over K along pixels: a reduction over a last axis of a few classes is many times slower
+    votes = F.one_hot(member_logits.transpose(1, 2).argmax(dim=1), k).sum(dim=0)  # (N, K)
     return votes.argmax(dim=1)
 
 
@@ -386,13 +387,17 @@ class PixelClassifierEnsemble(nn.Module):
             scale2, shift2 = self._folded_norm(self.bn2, self.b2)
             w2 = (self.w2 * scale2[:, :, None]).transpose(1, 2).to(dtype)  # (n, h1, h2)
             shift2, b3, w3 = shift2[:, None].to(dtype), self.b3[:, :, None].to(dtype), self.w3.to(dtype)
+        projected: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
         for image in range(b):
+            projected.clear()  # the previous image's maps go before this one's are made (peak memory)
+            raw.clear()
             # first layer of every member on each small resolution in one product: (r * r, N) channels-last
-            projected = [
+            projected += [
                 (torch.cat([features[i][image] for i in indices]).reshape(weight.shape[0], r * r).T @ weight).to(dtype)
                 for r, indices, weight, _ in first
             ]
-            raw = [torch.cat([features[i][image] for i in indices]) for _, indices, _, _ in late]  # (C, r, r)
+            raw += [torch.cat([features[i][image] for i in indices]) for _, indices, _, _ in late]  # (C, r, r)
             for chunk, start in enumerate(starts):
                 rows = slice(start, min(start + rows_per_chunk, s))
                 height = rows.stop - start
