@@ -79,8 +79,8 @@ class StyleInterpreterInferer(Inferer):
         latent_kind: what the inputs are: ``"z"`` ``(B, z_dim)``; ``"w"`` (``(B, w_dim)`` or w+
             ``(B, num_ws, w_dim)``); or ``"seed"`` ``(B,)`` integer seeds, turned into z as the generation
             factory does (:func:`~monai_synth.networks.latents.latents_from_seeds`, N(0, 1)).
-        rows_per_chunk: image rows classified at a time (bounds memory); ``None`` picks about 16k pixels
-            per chunk.
+        rows_per_chunk: rows of one image classified at a time (bounds memory); ``None`` picks about 1024
+            pixels per chunk.
         top_fraction: fraction of the most uncertain pixels averaged into ``uncertainty_score``
             (DatasetGAN ranks images by the mean of their top 10 %).
         truncation_psi: truncation of z latents toward the mean w (1 = none).
@@ -129,22 +129,23 @@ class StyleInterpreterInferer(Inferer):
             image, features = generator_features(self.generator, inputs, kind, self.truncation_psi, noise)
             b, size, k = image.shape[0], image.shape[-1], network.num_classes
             label = torch.empty(b, size, size, dtype=torch.long, device=image.device)
-            probabilities = torch.empty(b, size, size, k, device=image.device)
+            probabilities = torch.empty(b, k, size, size, device=image.device)
             uncertainty = torch.empty(b, size, size, device=image.device)
             with torch.no_grad():  # summarise each chunk: member logits never exist for the whole image
-                for rows, logits in network.chunks(features, size, rows_per_chunk=self.rows_per_chunk):
+                for i, rows, logits in network.chunks(features, size, rows_per_chunk=self.rows_per_chunk):
                     r = rows.stop - rows.start
-                    member_probabilities = logits.softmax(dim=-1)  # (n, B * R * S, K)
-                    label[:, rows] = majority_vote(logits).reshape(b, r, size)
-                    probabilities[:, rows] = member_probabilities.mean(dim=0).reshape(b, r, size, k)
-                    uncertainty[:, rows] = jensen_shannon_disagreement(member_probabilities).reshape(b, r, size)
+                    # softmax over K along pixels ((n, K, R * S)): over a last axis of 2 classes it is 20x slower
+                    member_probabilities = logits.transpose(1, 2).softmax(dim=1).transpose(1, 2)  # (n, R * S, K)
+                    label[i, rows] = majority_vote(logits).reshape(r, size)
+                    probabilities[i, :, rows] = member_probabilities.mean(dim=0).T.reshape(k, r, size)
+                    uncertainty[i, rows] = jensen_shannon_disagreement(member_probabilities).reshape(r, size)
         finally:
             network.train(was_training)
         uncertainty = uncertainty[:, None]
         return {
             "image": _image_channels(self.generator, image).float(),
             "label": label[:, None],
-            "probabilities": probabilities.permute(0, 3, 1, 2),
+            "probabilities": probabilities,
             "uncertainty": uncertainty,
             "uncertainty_score": image_uncertainty_score(uncertainty, self.top_fraction),
         }

@@ -73,7 +73,7 @@ class InterpreterDatasetFactory(PairedDatasetFactory):
         drop_fraction: fraction of the non-duplicate pairs, the most uncertain, left out (0 keeps all).
         top_fraction: fraction of the most uncertain pixels averaged into a pair's score.
         truncation_psi: truncation of the latents toward the mean w (1 = none).
-        rows_per_chunk: interpreter rows per chunk (``None``: about 16k pixels per chunk).
+        rows_per_chunk: interpreter rows per chunk (``None``: about 1024 pixels per chunk).
         num_components: components kept per class by post-processing, or ``"auto"`` (from the
             generator's training data, else 1).
         kwargs: the remaining :class:`~monai_synth.apps.generation.PairedDatasetFactory` settings.

@@ -41,7 +41,17 @@ def majority_vote(member_logits: torch.Tensor) -> torch.Tensor:
         ``(N,)`` int64 labels.
     """
     n, _, k = member_logits.shape
-    votes = F.one_hot(member_logits.argmax(dim=2), k).sum(dim=0)  # (N, K)
+    # arg-max as K - 1 comparisons of whole (n, N) slices (first maximum kept, as argmax): fast in either
+    # memory layout, where argmax over a non-contiguous axis of a few classes is 20x slower
+    best, choice = (
+        member_logits[..., 0],
+        torch.zeros(member_logits.shape[:2], dtype=torch.long, device=member_logits.device),
+    )
+    for c in range(1, k):
+        logits = member_logits[..., c]
+        choice.masked_fill_(logits > best, c)
+        best = torch.maximum(best, logits)
+    votes = F.one_hot(choice, k).sum(dim=0)  # (N, K)
     return votes.argmax(dim=1)
 
 
@@ -61,6 +71,84 @@ def jensen_shannon_disagreement(member_probabilities: torch.Tensor, eps: float =
         return -(p * torch.log(p.clamp_min(eps))).sum(dim=-1)
 
     return entropy(member_probabilities.mean(dim=0)) - entropy(member_probabilities).mean(dim=0)
+
+
+_CHUNK_PIXELS = 1024  # default pixels per chunk: the first-layer activations (1024 x n * h1, 10 MB) stay in cache
+_TILE = 8  # output columns per tile (at most)
+_UPSAMPLE_COST = 4  # a multiply-add of the banded upsampling costs about 4 of a large matrix product (measured) of the column upsampling: few source columns per tile, few tiles
+
+
+def _row_bands(a: torch.Tensor, starts: Sequence[int], rows: int) -> list[tuple[int, int]]:
+    """Per chunk of ``rows`` output rows from each of ``starts``: the source rows ``[lo, hi)`` that hold every
+    non-zero of those rows of the interpolation matrix ``a (S, r)``."""
+    support = (a != 0).cpu()
+    bands = []
+    for start in starts:
+        used = torch.nonzero(support[start : start + rows].any(0)).flatten()
+        bands.append((int(used[0]), int(used[-1]) + 1))
+    return bands
+
+
+def _column_tiles(
+    matrices: Sequence[torch.Tensor], size: int, tile: int, constant: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor], list[int]]:
+    """Column upsampling of several resolutions as one batched product over tiles of ``tile`` output columns.
+
+    Tile ``t`` of every resolution's interpolation matrix ``A_r (S, r)`` has its non-zeros in a few
+    consecutive source columns, a window of ``K_r`` columns starting at ``start_r[t]``. Concatenating the
+    windows of all resolutions, ``sum_r A_r[tile t] @ X_r = W_t @ gather_t(X)`` with ``W_t (tile, K)``, ``K =
+    sum_r K_r``: the upsampling and the sum over resolutions are one product of ``K`` terms per output,
+    instead of ``sum_r r`` for the dense matrices.
+
+    Args:
+        matrices: ``A_r`` ``(S, r)`` per resolution, in the order of the gathered rows.
+        size: ``S``, a multiple of ``tile``.
+        tile: output columns per tile.
+        constant: append a weight-1 column to every tile (for a constant row, see :func:`_gather_index`).
+
+    Returns:
+        ``(weights (T, tile, K), starts (T,) per resolution, widths K_r per resolution)``, ``T = S / tile``.
+    """
+    tiles = size // tile
+    weights, starts, widths = [], [], []
+    for a in matrices:
+        r = a.shape[1]
+        support = (a != 0).cpu().reshape(tiles, tile, r).any(1)  # (T, r): source columns each tile reads
+        lo = support.int().argmax(1)
+        hi = r - support.flip(1).int().argmax(1)
+        width = int((hi - lo).max())
+        start = torch.minimum(lo, torch.tensor(r - width))
+        columns = (start[:, None] + torch.arange(width)).to(a.device)  # (T, K_r)
+        tile_rows = a.reshape(tiles, tile, r)
+        weights.append(torch.gather(tile_rows, 2, columns[:, None, :].expand(-1, tile, -1)))
+        starts.append(start)
+        widths.append(width)
+    if constant:
+        weights.append(torch.ones_like(weights[0][:, :, :1]))
+    return torch.cat(weights, dim=2), starts, widths
+
+
+def _gather_index(
+    starts: Sequence[torch.Tensor],
+    widths: Sequence[int],
+    resolutions: Sequence[int],
+    rows: int,
+    device: torch.device,
+    constant: bool = False,
+) -> torch.Tensor:
+    """Row index into the stacked row-upsampled maps (per resolution ``(rows, r)`` blocks of pixels) that
+    lays out each tile's windows (:func:`_column_tiles`): ``(rows * T * K,)``, order (row, tile, window).
+
+    ``constant``: row 0 of the stack is a constant row (the folded bias), read last by every tile.
+    """
+    parts, offset = [], int(constant)
+    row = torch.arange(rows)[:, None, None]
+    for start, width, r in zip(starts, widths, resolutions):
+        parts.append(offset + row * r + (start[:, None] + torch.arange(width))[None])  # (rows, T, K_r)
+        offset += rows * r
+    if constant:
+        parts.append(torch.zeros_like(parts[0][:, :, :1]))
+    return torch.cat(parts, dim=2).reshape(-1).to(device)
 
 
 class PixelClassifierEnsemble(nn.Module):
@@ -212,109 +300,177 @@ class PixelClassifierEnsemble(nn.Module):
         return self._head(vectors @ self.w1.reshape(-1, c).T.to(vectors.dtype))
 
     def _project_first(self, r: int, c: int, size: int) -> bool:
-        """Whether projecting ``c`` channels at resolution ``r`` before upsampling costs fewer products.
+        """Whether projecting ``c`` channels at resolution ``r`` before upsampling costs less.
 
-        Per image: projecting first costs ``r*r*c*N`` (``N = n * h1``) plus the separable upsampling of
-        ``N`` channels as matrix products, ``N*size*r*(r + size)``; projecting last costs ``size**2*c*N``
-        plus upsampling ``c`` channels.
+        Per image, with ``N = n * h1``: projecting first costs ``r*r*c*N`` products plus the banded upsampling of
+        ``N`` channels (about ``2 + tile * r / size`` gathered source columns per output in the column step
+        (:func:`_column_tiles`), two per output row in the row step), counted ``_UPSAMPLE_COST`` times
+        because it moves memory rather than multiplying; projecting last costs ``size**2*c*N`` products plus
+        upsampling ``c`` channels (rows banded, columns one dense product). A map at the image size is
+        never upsampled.
         """
+        if r >= size:
+            return False
         n1 = self.num_members * self.hidden_channels[0]
-        upsample = size * r * (r + size)
-        return r * r * c * n1 + upsample * n1 < size * size * c * n1 + upsample * c
-
-    @staticmethod
-    def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice) -> torch.Tensor:
-        """Rows ``rows`` of channels-last ``maps (B, r, r, C)`` upsampled by ``A``: ``(B, R, S, C)``.
-
-        Two matrix products on contiguous channels-last data (no transposed copies of the wide result).
-        """
-        b, r, _, c = maps.shape
-        t = torch.matmul(a[rows], maps.reshape(b, r, r * c)).reshape(-1, r, c)  # (B * R, r, C)
-        return torch.matmul(a, t).reshape(b, -1, a.shape[0], c)
+        columns = 2 + _TILE * r / size
+        first = r * r * c * n1 + _UPSAMPLE_COST * n1 * (size * size * columns + size * r * 2)
+        last = size * size * c * n1 + size * size * r * c + size * r * c * 2
+        return first < last
 
     def forward(
         self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int | None = None
     ) -> torch.Tensor:
         """Member logits for every pixel: ``(n, B, K, S, S)``, computed a chunk of image rows at a time
         (:meth:`chunks`; consume those directly to keep only per-pixel summaries)."""
-        b = features[0].shape[0]
-        parts = [
-            logits.reshape(self.num_members, b, rows.stop - rows.start, image_size, -1)
-            for rows, logits in self.chunks(features, image_size, rows_per_chunk)
-        ]
-        return torch.cat(parts, dim=2).permute(0, 1, 4, 2, 3)
+        per_image: dict[int, list[torch.Tensor]] = {}
+        for image, rows, logits in self.chunks(features, image_size, rows_per_chunk):
+            per_image.setdefault(image, []).append(
+                logits.reshape(self.num_members, rows.stop - rows.start, image_size, -1)
+            )
+        images = [torch.cat(per_image[i], dim=1) for i in sorted(per_image)]
+        return torch.stack(images, dim=1).permute(0, 1, 4, 2, 3)
 
     def chunks(
         self, features: Sequence[torch.Tensor], image_size: int, rows_per_chunk: int | None = None
-    ) -> Iterator[tuple[slice, torch.Tensor]]:
-        """Yield ``(rows, logits)`` per chunk of image rows: member logits ``(n, B * R * S, K)`` of those rows
-        (pixel order: image, row, column).
+    ) -> Iterator[tuple[int, slice, torch.Tensor]]:
+        """Yield ``(image, rows, logits)`` per chunk of one image's rows: member logits ``(n, R * S, K)`` of
+        those rows of image ``image`` (pixel order: row, column).
 
         Maps are grouped by resolution; each group takes the cheaper of two exact orders (see
-        :meth:`_project_first`): projected to ``n * h1`` channels at its own resolution, summed, and then
-        upsampled (small maps with many channels), or upsampled and then projected (large maps with few
-        channels). Only the rows of the current chunk are ever upsampled, so memory is bounded by the
-        chunk and the projected small maps.
+        :meth:`_project_first`). Small maps with many channels are projected to ``n * h1`` channels at their
+        own resolution (all maps and members of a resolution in one product per image), then upsampled a
+        chunk of rows at a time: rows by a banded product (only the few source rows a chunk needs), columns
+        for every projected resolution at once by one gather and one batched product over tiles of
+        ``_TILE`` output columns (each tile reads the few source columns it needs from each resolution),
+        which also sums the resolutions. Maps at the image size (and large maps with few channels) are
+        added by one product on their raw channels. The interpolation weights are PyTorch's own (see
+        :meth:`_interpolation`), so the result equals upsample-and-concatenate up to float rounding.
+
+        Without autograd in eval mode the batch norms are folded into the first two layers (scale into
+        the weights, shift as the initial value of the products), every chunk reuses the same buffers
+        and the members' second and third layers are one batched product each.
 
         Args:
-            rows_per_chunk: image rows per chunk; by default as many as keep a chunk near 2048 pixels over
-                the batch.
+            rows_per_chunk: image rows per chunk; by default as many as make about 1024 pixels.
         """
         self._check_features(features)
-        b = features[0].shape[0]
-        if rows_per_chunk is None:
-            rows_per_chunk = max(1, 2048 // (b * image_size))
+        s, b = image_size, features[0].shape[0]
+        # one dtype for every tensor (under autocast the maps may come in two): the finest map's
+        dtype, device = features[-1].dtype, features[-1].device
+        features = [f.to(dtype) for f in features]
+        n, (h1, h2) = self.num_members, self.hidden_channels
+        n1 = n * h1
+        rows_per_chunk = max(1, min(s, rows_per_chunk or _CHUNK_PIXELS // s))
+        fast = not torch.is_grad_enabled() and not self.training
+        w1 = self.w1.reshape(n1, -1)
+        shift1 = None
+        if fast:  # eval batch norm after the first layer: scale into its weights, shift as the products' start
+            scale1, shift1 = self._folded_norm(self.bn1, self.b1)
+            w1, shift1 = w1 * scale1.reshape(-1, 1), shift1.reshape(1, 1, n1).to(dtype)
         by_resolution: dict[int, list[int]] = {}
         for index, f in enumerate(features):
             by_resolution.setdefault(f.shape[-1], []).append(index)
-        first, late, late_index = [], [], []
+        first, late = [], []  # (resolution, map indices, (c, N) weight block transposed, interpolation (S, r))
         for r, indices in by_resolution.items():
-            ref = features[indices[0]]
-            a = self._interpolation(r, image_size, ref.device, ref.dtype)
-            channels = sum(features[i].shape[1] for i in indices)
-            if self._project_first(r, channels, image_size):
-                projected = None  # channels-last (B, r, r, n * h1), summed over the maps of this resolution
-                for i in indices:
-                    part = features[i].permute(0, 2, 3, 1) @ self._first_weight(i).T.to(ref.dtype)
-                    projected = part if projected is None else projected.add_(part)
-                first.append((projected, a))
-            else:
-                late += [(features[i].permute(0, 2, 3, 1).contiguous(), a) for i in indices]
-                late_index += indices
-        late_weight = torch.cat([self._first_weight(i) for i in late_index], dim=1).T if late else None
-        n1 = self.num_members * self.hidden_channels[0]
-        # the column step of every project-first resolution is one product: [A_4 | A_8 | ...] @ [T_4; T_8; ...]
-        a_all = torch.cat([a for _, a in first], dim=1) if first else None  # (S, sum r)
-        buffer = None  # without autograd one buffer serves every chunk (fresh multi-MB tensors cost page faults)
-        if first and not torch.is_grad_enabled():
-            buffer = features[0].new_empty(b * rows_per_chunk * image_size * n1)
-        for start in range(0, image_size, rows_per_chunk):
-            rows = slice(start, min(start + rows_per_chunk, image_size))
-            num = b * (rows.stop - rows.start) * image_size
-            h = None
-            if first:
-                rows_up = torch.cat(
-                    [
-                        torch.matmul(a[rows], maps.reshape(b, maps.shape[1], -1)).reshape(num // image_size, -1, n1)
-                        for maps, a in first
-                    ],
-                    dim=1,
-                )  # (B * R, sum r, n * h1): each resolution upsampled along rows
-                a_batch = a_all.expand(rows_up.shape[0], -1, -1)
-                if buffer is None:
-                    h = torch.matmul(a_batch, rows_up).reshape(num, n1)
-                else:
-                    h = torch.matmul(a_batch, rows_up, out=buffer[: num * n1].view(-1, image_size, n1)).view(num, n1)
-            if late:
-                raw = torch.cat([self._upsample_rows(f, a, rows) for f, a in late], dim=-1).reshape(num, -1)
-                weight = late_weight.to(raw.dtype)
-                if h is None:
-                    h = raw @ weight
-                elif buffer is None:
-                    h = h + raw @ weight
-                else:
-                    h.addmm_(raw, weight)
-            yield rows, self._head(h)  # (n, B * R * S, K)
+            starts = [sum(self.feature_channels[:i]) for i in indices]
+            weight = torch.cat([w1[:, a : a + self.feature_channels[i]] for a, i in zip(starts, indices)], 1)
+            a = self._interpolation(r, s, device, dtype)
+            if self._project_first(r, weight.shape[1], s):
+                first.append((r, indices, weight.T.to(dtype), a))
+            else:  # at the image size the interpolation is the identity: no upsampling
+                late.append((r, indices, weight.T.to(dtype), a if r != s else None))
+        late_weight = torch.cat([weight for _, _, weight, _ in late]) if late else None  # (sum c, N)
+        tile = math.gcd(s, _TILE)
+        resolutions = [r for r, *_ in first]
+        # fast: row 0 of the stacked rows is the folded shift, read by every tile with weight 1 (no extra pass)
+        columns = _column_tiles([a for *_, a in first], s, tile, constant=fast) if first else None
+        starts = list(range(0, s, rows_per_chunk))
+        bands = {r: _row_bands(a, starts, rows_per_chunk) for r, _, _, a in first + late if a is not None}
+        gathers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per chunk height (the last may be shorter)
+        if fast:  # one set of buffers for every chunk: fresh multi-MB tensors cost page faults
+            stacked = features[0].new_empty((1 + rows_per_chunk * sum(resolutions)) * n1)
+            stacked[:n1] = shift1.reshape(-1)
+            gathered = features[0].new_empty(rows_per_chunk * (columns[0].numel() // tile if first else 0) * n1)
+            hidden = features[0].new_empty(rows_per_chunk * s * n1)
+            second = features[0].new_empty(n * rows_per_chunk * s * h2)
+            scale2, shift2 = self._folded_norm(self.bn2, self.b2)
+            w2 = (self.w2 * scale2[:, :, None]).transpose(1, 2).to(dtype)  # (n, h1, h2)
+            shift2, b3, w3 = shift2[:, None].to(dtype), self.b3[:, :, None].to(dtype), self.w3.to(dtype)
+        projected: list[torch.Tensor] = []
+        raw: list[torch.Tensor] = []
+        for image in range(b):
+            projected.clear()  # the previous image's maps go before this one's are made (peak memory)
+            raw.clear()
+            # first layer of every member on each small resolution in one product: (r * r, N) channels-last
+            projected += [
+                (torch.cat([features[i][image] for i in indices]).reshape(weight.shape[0], r * r).T @ weight).to(dtype)
+                for r, indices, weight, _ in first
+            ]
+            raw += [torch.cat([features[i][image] for i in indices]) for _, indices, _, _ in late]  # (C, r, r)
+            for chunk, start in enumerate(starts):
+                rows = slice(start, min(start + rows_per_chunk, s))
+                height = rows.stop - start
+                num = height * s
+                h = None
+                if first:
+                    if height not in gathers:
+                        index = _gather_index(columns[1], columns[2], resolutions, height, device, constant=fast)
+                        gathers[height] = (index, columns[0].repeat(height, 1, 1))  # (R * T, tile, K)
+                    index, tiles = gathers[height]
+                    offset = n1 if fast else 0
+                    ups = []  # rows of each resolution, upsampled along rows (banded): (R, r * N)
+                    for (r, _, _, a), p in zip(first, projected):
+                        lo, hi = bands[r][chunk]
+                        band, src = a[rows, lo:hi], p.reshape(r, r * n1)[lo:hi]
+                        if fast:
+                            ups.append(
+                                torch.matmul(band, src, out=stacked[offset : offset + height * r * n1].view(height, -1))
+                            )
+                            offset += height * r * n1
+                        else:
+                            ups.append(band @ src)
+                    if fast:  # gather each tile's source columns, then one batched product: (R * T, tile, N)
+                        g = torch.index_select(
+                            stacked[:offset].view(-1, n1), 0, index, out=gathered[: index.numel() * n1].view(-1, n1)
+                        )
+                        out = hidden[: num * n1].view(tiles.shape[0], tile, n1)
+                        h = torch.bmm(tiles, g.view(tiles.shape[0], -1, n1), out=out).view(num, n1)
+                    else:
+                        g = torch.cat([u.reshape(-1, n1) for u in ups]).index_select(0, index)
+                        h = torch.bmm(tiles, g.view(tiles.shape[0], -1, n1)).reshape(num, n1)
+                if late:  # raw channels of every late map (upsampled if smaller than the image), one product
+                    x = [
+                        m[:, rows].reshape(m.shape[0], num).T  # (C, R, S) -> (R * S, C), a transposed view
+                        if a is None
+                        else self._upsample_rows(m, a, rows, bands[r][chunk]).to(dtype)
+                        for (r, _, _, a), m in zip(late, raw)
+                    ]
+                    x = x[0] if len(x) == 1 else torch.cat(x, dim=1)
+                    if h is None and fast:
+                        h = torch.addmm(shift1[0, 0], x, late_weight, out=hidden[: num * n1].view(num, n1))
+                    elif h is None:
+                        h = x @ late_weight
+                    elif fast:
+                        h.addmm_(x, late_weight)
+                    else:
+                        h = h + x @ late_weight
+                if not fast:
+                    yield image, rows, self._head(h)
+                    continue
+                h = h.relu_().view(num, n, h1).transpose(0, 1)  # (n, R * S, h1), members strided
+                h = torch.baddbmm(shift2, h, w2, out=second[: n * num * h2].view(n, num, h2)).relu_()
+                # (n, K, R * S) in memory: per-pixel reductions over K (softmax, vote) then run along pixels
+                yield image, rows, torch.baddbmm(b3, w3, h.transpose(1, 2)).transpose(1, 2)  # (n, R * S, K)
+
+    @staticmethod
+    def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice, band: tuple[int, int]) -> torch.Tensor:
+        """Rows ``rows`` of ``maps (C, r, r)`` upsampled by ``A (S, r)`` as pixel vectors ``(R * S, C)``.
+
+        ``band``: the source rows ``[lo, hi)`` holding every non-zero of ``A[rows]``.
+        """
+        lo, hi = band
+        t = torch.matmul(a[rows, lo:hi], maps[:, lo:hi])  # (C, R, r)
+        return torch.matmul(t, a.T).reshape(maps.shape[0], -1).T
 
     def reference_forward(self, features: Sequence[torch.Tensor], image_size: int) -> torch.Tensor:
         """The straightforward path: upsample every map, concatenate, apply the full first layer.
