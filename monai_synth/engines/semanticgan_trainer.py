@@ -164,12 +164,19 @@ class SemanticGANTrainer(StyleGAN2Trainer):
         if mask_scaler:
             self.mask_scaler.load_state_dict(mask_scaler)
 
+    def _networks(self) -> list[torch.nn.Module]:
+        # D_m is broadcast and its buffers averaged under torchrun like G and D_r
+        return [*super()._networks(), self.mask_network]
+
     # ------------------------------------------------------------------ helpers
     def _generate_semantic(self, num: int, detach_mask_input: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(images, soft mask encoding, ws)`` of ``num`` fresh latents (style mixing, random noise)."""
+        # as StyleGAN2Trainer._generate: the mapping sees the global batch, each rank synthesises its rows
         ws = self.g_network.map(
-            self.draw_latents(num), style_mixing_prob=self.style_mixing_prob, generator=self.latent_generator
-        )
+            self.draw_latents(num, whole=True), style_mixing_prob=self.style_mixing_prob,
+            generator=self.latent_generator,
+        )  # fmt: skip
+        ws = self.rank_rows(ws)
         image, logits = self.g_network.synthesize(ws, noise_mode="random", detach_mask_input=detach_mask_input)
         return image, encode_mask_logits(logits), ws
 
@@ -218,7 +225,7 @@ class SemanticGANTrainer(StyleGAN2Trainer):
             g_mask_loss = g_nonsaturating_loss(engine._judge(dm, engine.mask_augment, fake_pairs).float())
             g_loss = g_image_loss + engine.mask_weight * g_mask_loss
         engine.check_finite("Generator loss", g_loss)
-        engine._step(g_loss, engine.g_optimizer, engine.g_scaler)
+        engine._step(g_loss, engine.g_optimizer, engine.g_scaler, g)
 
         # G reg: path length of the image output (float32)
         if engine.pl_penalty.weight > 0 and it % engine.pl_interval == 0:
@@ -230,6 +237,7 @@ class SemanticGANTrainer(StyleGAN2Trainer):
             engine.check_finite("Path-length penalty", pl)
             engine.g_optimizer.zero_grad(set_to_none=True)
             pl.backward()
+            engine.sync_gradients(g)
             engine.g_optimizer.step()
             engine.last_pl = pl.item() / engine.pl_interval
 
@@ -244,14 +252,14 @@ class SemanticGANTrainer(StyleGAN2Trainer):
             real_logits = engine._judge(d, engine.augment, reals).float()
             d_loss = d_logistic_loss(real_logits, fake_logits)
         engine.check_finite("Image discriminator (D_r) loss", d_loss)
-        engine._step(d_loss, engine.d_optimizer, engine.d_scaler)
+        engine._step(d_loss, engine.d_optimizer, engine.d_scaler, d)
         with autocast:
             fake_pairs = torch.cat([images[:bm], masks[:bm]], dim=1)
             mask_fake_logits = engine._judge(dm, engine.mask_augment, fake_pairs).float()
             mask_real_logits = engine._judge(dm, engine.mask_augment, pairs).float()
             mask_d_loss = d_logistic_loss(mask_real_logits, mask_fake_logits)
         engine.check_finite("Mask discriminator (D_m) loss", mask_d_loss)
-        engine._step(mask_d_loss, engine.mask_optimizer, engine.mask_scaler)
+        engine._step(mask_d_loss, engine.mask_optimizer, engine.mask_scaler, dm)
 
         # lazy R1 on both (float32)
         if it % engine.r1_interval == 0:
@@ -266,6 +274,7 @@ class SemanticGANTrainer(StyleGAN2Trainer):
                 engine.check_finite(name, r1)
                 opt.zero_grad(set_to_none=True)
                 r1.backward()
+                engine.sync_gradients(net)
                 opt.step()
                 if net is d:
                     engine.last_r1 = r1.item() / engine.r1_interval
@@ -279,20 +288,22 @@ class SemanticGANTrainer(StyleGAN2Trainer):
         def ada_p(aug: torch.nn.Module | None) -> float:
             return float(aug.p) if aug is not None and hasattr(aug, "p") else 0.0
 
-        return {
-            "g_loss": g_image_loss.item(),
-            "g_mask_loss": g_mask_loss.item(),
-            "d_loss": d_loss.item(),
-            "mask_d_loss": mask_d_loss.item(),
-            "r1": engine.last_r1,
-            "mask_r1": engine.last_mask_r1,
-            "pl": engine.last_pl,
-            "d_real": prob(real_logits),
-            "d_fake": prob(fake_logits),
-            "mask_d_real": prob(mask_real_logits),
-            "mask_d_fake": prob(mask_fake_logits),
-            "real_sign": torch.sign(real_logits.detach()).mean().item(),
-            "mask_real_sign": torch.sign(mask_real_logits.detach()).mean().item(),
-            "ada_p": ada_p(engine.augment),
-            "mask_ada_p": ada_p(engine.mask_augment),
-        }
+        return engine.synchronize(
+            {
+                "g_loss": g_image_loss.item(),
+                "g_mask_loss": g_mask_loss.item(),
+                "d_loss": d_loss.item(),
+                "mask_d_loss": mask_d_loss.item(),
+                "r1": engine.last_r1,
+                "mask_r1": engine.last_mask_r1,
+                "pl": engine.last_pl,
+                "d_real": prob(real_logits),
+                "d_fake": prob(fake_logits),
+                "mask_d_real": prob(mask_real_logits),
+                "mask_d_fake": prob(mask_fake_logits),
+                "real_sign": torch.sign(real_logits.detach()).mean().item(),
+                "mask_real_sign": torch.sign(mask_real_logits.detach()).mean().item(),
+                "ada_p": ada_p(engine.augment),
+                "mask_ada_p": ada_p(engine.mask_augment),
+            }
+        )
