@@ -12,13 +12,16 @@ from .dcgan import (
 from .latent_encoder import LatentEncoder
 from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
 from .stylegan2 import (
+    CONDITION_RESAMPLING,
     STYLEGAN2_MODES,
     MappingNetwork,
     StyleGAN2Discriminator,
     StyleGAN2Generator,
     StyleGAN2Output,
+    encode_condition,
     mode_channel_range,
     mode_channels,
+    resize_condition,
     stylegan2_channels,
 )
 
@@ -28,6 +31,9 @@ __all__ = [
     "jensen_shannon_disagreement",
     "majority_vote",
     "STYLEGAN2_MODES",
+    "CONDITION_RESAMPLING",
+    "encode_condition",
+    "resize_condition",
     "MappingNetwork",
     "StyleGAN2Generator",
     "StyleGAN2Discriminator",
