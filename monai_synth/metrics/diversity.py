@@ -125,13 +125,28 @@ def mask_sanity(labels: torch.Tensor | np.ndarray, area_range: np.ndarray, num_c
 
 
 @torch.no_grad()
-def generate_pairs(network: torch.nn.Module, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Run ``network`` (eval mode, restored afterwards) on ``latents`` in batches; float32 CPU output."""
+def generate_pairs(
+    network: torch.nn.Module, latents: torch.Tensor, batch_size: int = 32, masks: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run ``network`` (eval mode, restored afterwards) on ``latents`` in batches; float32 CPU output.
+
+    ``masks``: for a conditional (C-SG) generator, encoded masks ``(N_m, M, H, W)``; latent ``i`` is drawn
+    for mask ``i % N_m`` and the output is the pair ``image + mask`` ``(N, C + M, H, W)``.
+    """
     was_training = network.training
     network.eval()
     device = next(network.parameters(), torch.empty(0)).device
+    step = max(1, int(batch_size))
     try:
-        outputs = [network(z.to(device)).float().cpu() for z in torch.split(latents, max(1, int(batch_size)))]
+        if masks is None:
+            outputs = [network(z.to(device)).float().cpu() for z in torch.split(latents, step)]
+        else:
+            masks = torch.as_tensor(masks).float()
+            cycled = masks[torch.arange(len(latents)) % len(masks)]
+            outputs = [
+                torch.cat([network(z.to(device), mask=m.to(device)).float().cpu(), m], dim=1)
+                for z, m in zip(torch.split(latents, step), torch.split(cycled, step))
+            ]
     finally:
         network.train(was_training)
     return torch.cat(outputs)
