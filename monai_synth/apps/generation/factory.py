@@ -161,7 +161,12 @@ class PairedDatasetFactory:
         }
 
     def _check_mode(self) -> None:
-        if self.mode != "paired":
+        if self.mode == "conditional":
+            raise ValueError(
+                f"{self.generator_path} is a conditional (C-SG) generator: it draws images for given masks. Give the "
+                "masks' source: --mask_generator <M-SG generator.pt> (MC-SG) or --masks_from <datalist or folder>."
+            )
+        if self.mode not in ("paired", "mask"):
             raise ValueError(
                 f"{self.generator_path} is a {self.mode}-mode generator: it does not draw image + mask pairs. The "
                 "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired); "
@@ -172,7 +177,11 @@ class PairedDatasetFactory:
     def _postprocessing(self) -> Compose:
         """Decode -> post-process chain of one drawn item (:func:`pair_postprocessing`, as in ``inference.json``)."""
         return pair_postprocessing(
-            self.image_channels, self.num_classes, threshold=self.threshold, num_components=self.num_components
+            self.image_channels,
+            self.num_classes,
+            mode="mask" if self.mode == "mask" else "paired",
+            threshold=self.threshold,
+            num_components=self.num_components,
         )
 
     def _latents(self, seeds: list[int]) -> torch.Tensor:
@@ -347,8 +356,12 @@ class PairedDatasetFactory:
     def _finish_pair(self, index: int, sample: int, item: Any, dedup, extra: dict | None = None) -> dict:
         pair_id = self._pair_id(index)
         out = self.postprocessing({"pred": item})
-        image = np.asarray(out["gen_image"], dtype=np.float32)
         label = np.asarray(out["gen_label"])
+        # a mask generator (M-SG) draws no image: its masks are written alone and de-duplicated as pictures
+        image = np.asarray(
+            out["gen_image"] if "gen_image" in out else label / max(1, self.num_classes - 1) * 2.0 - 1.0,
+            dtype=np.float32,
+        )
         change = out.get("postprocess_change", 0.0)
         entry: dict[str, Any] = {
             "id": pair_id,
@@ -367,6 +380,10 @@ class PairedDatasetFactory:
                 entry.update({"kept": False, "reason": f"near-duplicate of {dup_of} ({distance} hash bits)"})
                 return entry
         entry.update({"kept": True, "reason": None})
+        if "gen_image" not in out:
+            entry["image"], entry["label"] = None, f"pairs/{pair_id}_label.nii.gz"
+            orient.save_label(self.output_dir / entry["label"], label, self.orientation)
+            return entry
         # files follow the orientation contract (monai_synth.data.orientation); C > 1: one file per channel
         written = orient.save_image(self.output_dir / f"pairs/{pair_id}_image.nii.gz", image, self.orientation)
         names = [f"pairs/{p.name}" for p in written]
@@ -475,7 +492,13 @@ class PairedDatasetFactory:
                 "modality": {str(c): "synthetic" for c in range(self.image_channels)},
                 "numTraining": len(kept),
                 "training": [
-                    {"image": e["image"], "label": e["label"], "case_id": e["id"], "seed": e["seed"]} for e in kept
+                    {
+                        **({"image": e["image"]} if e.get("image") else {}),
+                        "label": e["label"],
+                        "case_id": e["id"],
+                        "seed": e["seed"],
+                    }
+                    for e in kept
                 ],
             },
         )
