@@ -82,6 +82,7 @@ def train_fidelity_segmenter(
     batch_size: int = 8,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    channels: Sequence[int] = (16, 32, 64),
 ) -> torch.nn.Module:
     """A small MONAI 2D U-Net trained on real pairs (Dice + cross-entropy, Adam 1e-3, flips), in eval mode.
 
@@ -93,6 +94,7 @@ def train_fidelity_segmenter(
         batch_size: pairs per step.
         seed: seed of the initialisation and of the order.
         device: training device.
+        channels: U-Net features per level (each level after the first halves the size).
     """
     from monai.losses import DiceCELoss
     from monai.networks.nets import UNet
@@ -100,7 +102,8 @@ def train_fidelity_segmenter(
     generator = torch.Generator().manual_seed(int(seed))
     with torch.random.fork_rng():
         torch.manual_seed(int(seed))
-        net = UNet(2, images.shape[1], num_classes, channels=(16, 32, 64), strides=(2, 2), num_res_units=1)
+        net = UNet(2, images.shape[1], num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1),
+                   num_res_units=1)  # fmt: skip
     net = net.to(device).train()
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
