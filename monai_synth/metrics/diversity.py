@@ -230,13 +230,13 @@ def _one_condition_mask(generator_path, config, mask_generator_path, masks_from,
 
     mask_channels = int(config["generator"]["mask_channels"])
     if mask_generator_path:
-        rate = check_generator_diversity(mask_generator_path, device=device, **check)
         network, mask_config = load_generator(mask_generator_path, device=device)
         if mask_config["generator"].get("mode") != "mask":
             raise ValueError(
                 f"{mask_generator_path} is a {mask_config['generator'].get('mode')}-mode generator; mask_generator must "
                 "be a mask-mode (M-SG) generator.pt (datasetgan train.json --mode mask)."
             )
+        rate = check_generator_diversity(mask_generator_path, device=device, **check)
         dim, distribution = latent_spec(mask_config)
         raw = generate_pairs(network, latents_from_seeds([0], dim, distribution=distribution))
         decode = DecodePairedd("pair", image_channels=1, num_classes=int(config["data"]["num_classes"]), mode="mask")

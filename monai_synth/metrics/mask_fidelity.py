@@ -24,6 +24,9 @@ __all__ = ["MaskFidelity", "mask_dice", "train_fidelity_segmenter", "fidelity_sc
 
 logger = logging.getLogger(__name__)
 
+#: phantom slices the U-Net learns from with ``data="phantom"`` (demonstrations and tests)
+PHANTOM_FIDELITY_SAMPLES = 64
+
 
 def mask_dice(prediction: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-pair Dice ``(B,)`` between two integer label batches ``(B, 1, H, W)``, averaged over the foreground
@@ -139,7 +142,7 @@ def fidelity_scorer(
         model_path: a study's saved ``model.pt`` (``synthetic_evaluation``), used as is.
         data: real training pairs to train a small U-Net on: a :class:`~monai_synth.data.PairedSliceDataset`
             (items with ``image`` / ``label``) or a dataset folder / datalist it can read (``"phantom"``: the
-            built-in phantom of ``num_classes``).
+            built-in phantom of ``num_classes``, :data:`PHANTOM_FIDELITY_SAMPLES` slices).
         epochs: U-Net training passes.
         seed: seed of the U-Net.
         device: device.
@@ -171,6 +174,7 @@ def fidelity_scorer(
             image_size=int(image_size),
             num_classes=num_classes,
             phantom_binary=phantom and num_classes == 2,
+            phantom_samples=PHANTOM_FIDELITY_SAMPLES,
             seed=seed,
         )
         name = "phantom" if phantom else str(data.summary.get("source", ""))
