@@ -17,7 +17,7 @@ import torch
 from bundle_helpers import PNG_MAGIC, REPO, bundle, failed_with, ok, with_overrides
 
 from monai_synth.data.phantom import write_phantom_dataset
-from monai_synth.utils.export import file_sha256
+from monai_synth.utils.export import file_sha256, load_generator
 
 CONFIGS = REPO / "bundles" / "datasetgan" / "configs"
 
@@ -127,6 +127,12 @@ def test_wrong_generators_and_bad_masks_are_named(runs, tmp_path: Path) -> None:
                           str(tmp_path / "b"), cwd=tmp_path), str(msg), "not a conditional")  # fmt: skip
     failed_with(_generate("--generator", str(csg), "--mask_generator", str(csg), "--generated_dir",
                           str(tmp_path / "c"), cwd=tmp_path), str(csg), "mask_generator must be a mask-mode")  # fmt: skip
+    # a C-SG where a latent-only generator is expected (inference, annotation export), and the reverse
+    failed_with(_run("inference.json", "--output_dir", str(runs["csg"]), "--num_samples", "2", "--device", "cpu",
+                     cwd=tmp_path), str(csg), "conditional (C-SG)", "unconditional")  # fmt: skip
+    with pytest.raises(ValueError, match="is a mask-mode generator, not a conditional"):
+        load_generator(msg, conditional=True)
+    assert load_generator(csg, conditional=True)[1]["generator"]["mode"] == "conditional"
     folder = tmp_path / "masks"
     folder.mkdir()
     eye = np.eye(4)

@@ -258,7 +258,7 @@ def inference_parts(
     """
     if resolve_label_source(label_source, interpreter_path) == "generator":
         return generator_inference(generator_path, device, threshold, truncation_psi, bundle="datasetgan")
-    generator, config = load_generator(generator_path, device, bundle="datasetgan")
+    generator, config = load_generator(generator_path, device, bundle="datasetgan", conditional=False)
     ensemble, _ = load_interpreter(interpreter_path, generator_path, device)
     postprocessing = pair_postprocessing(
         int(config["data"]["image_channels"]),
