@@ -54,6 +54,9 @@ def test_encoded_and_integer_masks_agree_and_one_mask_is_shared():
     torch.testing.assert_close(a, g(z, mask=encode_condition(labels, 6)))
     torch.testing.assert_close(a, g(z, mask=labels.expand(3, -1, -1, -1)))
     assert not torch.allclose(a[0], a[1])  # the latent changes the appearance for one mask
+    out = g(z, mask=labels, return_features=True)
+    torch.testing.assert_close(out.image, a)
+    assert [f.shape[1] for f in out.features] == g.feature_channels  # the layers' own maps, no mask channels
 
 
 def test_changing_the_mask_changes_the_image_where_it_changed():
