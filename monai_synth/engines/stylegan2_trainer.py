@@ -37,6 +37,12 @@ class StyleGAN2Trainer(GANTrainerBase):
     4. D reg (every ``r1_interval`` iterations): R1 on augmented reals (gradient w.r.t. the un-augmented
        reals), ``gamma / 2 * ||grad||^2`` times the interval; optimiser step.
 
+    Conditional generators (C-SG, ``g_network.cond_channels > 0``): the batch's pair is ``image + mask``;
+    every fake is drawn for a mask of the real batch (``G(z | m)``, the masks of the batch in order) and
+    judged as the pair ``G(z | m) + m``, so the paired augmentation moves the conditioning mask with the
+    image (intensity operations on the image only) and the discriminator sees ``D(x | m)``. R1 is the
+    gradient with respect to the real image given its mask; the path-length penalty is on the image.
+
     MONAI's ``GanTrainer`` has one G and one D step with fixed losses and no place for lazy regularisers,
     augmentation of every discriminator input or per-phase optimiser steps, hence a ``Trainer`` subclass.
     The EMA generator and the ADA probability are updated by handlers
@@ -181,16 +187,28 @@ class StyleGAN2Trainer(GANTrainerBase):
         # the path-length running mean is a buffer too: averaged over the ranks like w_avg and batch norms
         return [*super()._networks(), self.pl_penalty]
 
-    def _generate(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # under torchrun the mapping sees the global batch (latents, style mixing draws, w_avg identical on
-        # every rank) and each rank synthesises its own rows
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator is conditioned on the batch's masks (C-SG)."""
+        return getattr(self.g_network, "cond_channels", 0) > 0
+
+    def _generate(self, num: int, reals: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(fakes, ws)``; a conditional generator draws for the masks of ``reals[:num]`` and returns pairs.
+
+        Under torchrun the mapping sees the global batch (latents, style mixing draws, w_avg identical on every
+        rank) and each rank synthesises its own rows.
+        """
         ws = self.g_network.map(
             self.draw_latents(num, whole=True),
             style_mixing_prob=self.style_mixing_prob,
             generator=self.latent_generator,
         )
         ws = self.rank_rows(ws)
-        return self.g_network.synthesis(ws, noise_mode="random"), ws
+        if not self.conditional:
+            return self.g_network.synthesis(ws, noise_mode="random"), ws
+        masks = reals[:num, self.g_network.out_channels :]
+        images = self.g_network.synthesis(ws, noise_mode="random", mask=masks)
+        return torch.cat([images, masks.to(images.dtype)], dim=1), ws
 
     def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
         if self.augment is not None:
@@ -215,6 +233,11 @@ class StyleGAN2Trainer(GANTrainerBase):
         reals = reals.as_subclass(torch.Tensor).float()
         if self.channels is not None:
             reals = reals[:, self.channels[0] : self.channels[1]]
+        if self.conditional and reals.shape[1] != self.g_network.out_channels + self.g_network.cond_channels:
+            raise ValueError(
+                f"The conditional generator draws {self.g_network.out_channels} image channels for "
+                f"{self.g_network.cond_channels} mask channels, but the training pairs have {reals.shape[1]} channels."
+            )
         return reals
 
     # ------------------------------------------------------------------ iteration
@@ -231,14 +254,16 @@ class StyleGAN2Trainer(GANTrainerBase):
         g.requires_grad_(True)
         d.requires_grad_(False)
         with autocast:
-            fakes, _ = engine._generate(b)
+            fakes, _ = engine._generate(b, reals)
             g_loss = g_nonsaturating_loss(engine._discriminate(fakes).float())
         engine.check_finite("Generator loss", g_loss)
         engine._step(g_loss, engine.g_optimizer, engine.g_scaler, g)
 
         # G reg: path length (float32)
         if engine.pl_penalty.weight > 0 and it % engine.pl_interval == 0:
-            fakes, ws = engine._generate(max(1, b // engine.pl_batch_shrink))
+            fakes, ws = engine._generate(max(1, b // engine.pl_batch_shrink), reals)
+            if engine.conditional:
+                fakes = fakes[:, : g.out_channels]
             pl = engine.pl_penalty(fakes.float(), ws) * engine.pl_interval
             engine.check_finite("Path-length penalty", pl)
             engine.g_optimizer.zero_grad(set_to_none=True)
@@ -251,7 +276,7 @@ class StyleGAN2Trainer(GANTrainerBase):
         g.requires_grad_(False)
         d.requires_grad_(True)
         with torch.no_grad(), autocast:
-            fakes, _ = engine._generate(b)
+            fakes, _ = engine._generate(b, reals)
         with autocast:
             fake_logits = engine._discriminate(fakes.detach()).float()
             real_logits = engine._discriminate(reals).float()
@@ -262,7 +287,12 @@ class StyleGAN2Trainer(GANTrainerBase):
         # D reg: R1 (float32)
         if engine.r1_gamma > 0 and it % engine.r1_interval == 0:
             reals_r1 = reals.detach().requires_grad_(True)
-            r1 = r1_penalty(engine._discriminate(reals_r1), reals_r1, engine.r1_gamma) * engine.r1_interval
+            inputs = reals_r1
+            if engine.conditional:  # the gradient with respect to the image, given its mask
+                c = g.out_channels
+                reals_r1 = reals[:, :c].detach().requires_grad_(True)
+                inputs = torch.cat([reals_r1, reals[:, c:].detach()], dim=1)
+            r1 = r1_penalty(engine._discriminate(inputs), reals_r1, engine.r1_gamma) * engine.r1_interval
             engine.check_finite("R1 penalty", r1)
             engine.d_optimizer.zero_grad(set_to_none=True)
             r1.backward()

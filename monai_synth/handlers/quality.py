@@ -98,7 +98,9 @@ class GeneratorQualityHandler:
         export: ``{"path": generator.pt, "config": run config}`` for ``select_by``.
         collapse_threshold: duplicate rate above which an evaluation counts as collapsed.
         collapse_patience: collapsed evaluations in a row that stop training (0: never stop).
-        mode: ``"paired"``, ``"image"`` or ``"mask"`` (what the generator draws).
+        mode: ``"paired"``, ``"image"``, ``"mask"`` (what the generator draws) or ``"conditional"`` (C-SG:
+            the generator draws the image channels for the masks of the real sample, latent ``i`` for real
+            mask ``i % M``, and is scored on those pairs).
         num_real: real pairs drawn when ``real`` is a dataset.
         pair_key: key of the pair in dataset items.
         channels: channel range of dataset pairs the generator models.
@@ -170,7 +172,12 @@ class GeneratorQualityHandler:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.decode = DecodePairedd(
-            "pair", "image", "label", image_channels=self.image_channels, num_classes=self.num_classes, mode=mode
+            "pair",
+            "image",
+            "label",
+            image_channels=self.image_channels,
+            num_classes=self.num_classes,
+            mode="paired" if mode == "conditional" else mode,
         )
         self.history: list[dict[str, Any]] = []
         self.report: dict[str, Any] = {"history": self.history, "best": None, "collapsed": None}
@@ -195,8 +202,8 @@ class GeneratorQualityHandler:
         return pairs[:, : self.image_channels] if self.image_channels > 0 else pairs
 
     def _labels(self, pairs: torch.Tensor) -> torch.Tensor | None:
-        if self.mode == "image" or self.num_classes < 2:
-            return None
+        if self.mode in ("image", "conditional") or self.num_classes < 2:
+            return None  # conditional: the masks are the real ones
         return torch.as_tensor(self.decode({"pair": pairs})["label"])
 
     def _extractor(self) -> Any:
@@ -224,7 +231,8 @@ class GeneratorQualityHandler:
     def scores(self) -> dict[str, float]:
         """Score the generator now; returns the figures of one evaluation (without ``iteration``)."""
         self._prepare()
-        fakes = generate_pairs(self.generator, self.latents, self.batch_size)
+        masks = self.real[:, self.image_channels :] if self.mode == "conditional" else None
+        fakes = generate_pairs(self.generator, self.latents, self.batch_size, masks=masks)
         images, real_images = self._images(fakes), self._images(self.real)
         out: dict[str, float] = {
             "dup_rate": generated_duplicate_rate(fakes, self.image_channels, DEDUP_MAX_DISTANCE, DEDUP_HASH_SIZE),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 
+from monai_synth.handlers.quality import real_pairs_sample
 from monai_synth.transforms import DecodePairedd
 from monai_synth.utils.io import save_png_atomic
-from monai_synth.utils.visualize import pair_grid
+from monai_synth.utils.visualize import condition_grid, pair_grid
 
 __all__ = ["PairedSampleGridSaver"]
 
@@ -29,7 +32,14 @@ class PairedSampleGridSaver:
         interval: iterations between grids; a last grid is always written at the end.
         columns: cells per row.
         mode: what the generator draws: ``"paired"`` (image + mask), ``"image"`` (image only: cells show
-            the image twice, without overlay) or ``"mask"`` (mask channels only: labels on black).
+            the image twice, without overlay), ``"mask"`` (mask channels only: labels on black) or
+            ``"conditional"`` (C-SG: one row per fixed real mask, ``[mask | image for latent 1 | ...]`` for
+            the first ``latents_per_mask`` latents).
+        masks: conditional mode: the fixed masks, encoded ``(N, M, H, W)``, or a dataset of pairs to draw
+            ``num_masks`` of them from (with ``seed``) when the first grid is rendered.
+        num_masks: masks drawn from a dataset.
+        latents_per_mask: latents per mask row.
+        seed: seed of the mask draw.
     """
 
     def __init__(
@@ -42,15 +52,32 @@ class PairedSampleGridSaver:
         interval: int = 200,
         columns: int = 4,
         mode: str = "paired",
+        masks: torch.Tensor | Sequence[dict[str, Any]] | None = None,
+        num_masks: int = 4,
+        latents_per_mask: int = 8,
+        seed: int = 0,
     ) -> None:
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}.")
         self.generator = generator
         self.latents = latents
         self.output_dir = Path(output_dir)
+        if mode == "conditional" and masks is None:
+            raise ValueError("PairedSampleGridSaver: conditional mode needs the fixed masks (masks=...).")
+        self.image_channels = int(image_channels)
         self.decode = DecodePairedd(
-            "pair", "image", "label", image_channels=image_channels, num_classes=num_classes, mode=mode
+            "pair",
+            "image",
+            "label",
+            image_channels=image_channels,
+            num_classes=num_classes,
+            mode="paired" if mode == "conditional" else mode,
         )
+        self._mask_source = masks
+        self.masks: torch.Tensor | None = None
+        self.num_masks = int(num_masks)
+        self.latents_per_mask = int(latents_per_mask)
+        self.seed = int(seed)
         self.mode = mode
         self.interval = int(interval)
         self.columns = columns
@@ -60,8 +87,36 @@ class PairedSampleGridSaver:
         engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.interval), self)
         engine.add_event_handler(Events.COMPLETED, self)
 
+    def _fixed_masks(self) -> torch.Tensor:
+        if self.masks is None:
+            source = self._mask_source
+            if isinstance(source, torch.Tensor):
+                self.masks = source.float().cpu()
+            else:
+                self.masks = real_pairs_sample(source, self.num_masks, self.seed)[:, self.image_channels :]
+        return self.masks
+
+    @torch.no_grad()
+    def _render_conditional(self, device: torch.device | str):
+        masks = self._fixed_masks()
+        latents = self.latents[: self.latents_per_mask]
+        n, per = len(masks), len(latents)
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            images = self.generator(
+                latents.repeat(n, 1).to(device), mask=masks.repeat_interleave(per, dim=0).to(device)
+            ).float()
+        finally:
+            self.generator.train(was_training)
+        pairs = torch.cat([images[::per].cpu(), masks], dim=1)
+        labels = self.decode({"pair": pairs})["label"]
+        return condition_grid(labels, images.cpu().reshape(n, per, *images.shape[1:]))
+
     @torch.no_grad()
     def render(self, device: torch.device | str = "cpu"):
+        if self.mode == "conditional":
+            return self._render_conditional(device)
         was_training = self.generator.training
         self.generator.eval()
         try:

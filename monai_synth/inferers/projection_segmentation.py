@@ -85,7 +85,7 @@ class ProjectionSegmentationInferer(Inferer):
         """Build from a ``datasetgan`` ``generator.pt`` (and its training checkpoint for the discriminator)."""
         from monai_synth.utils.export import load_discriminator, load_generator
 
-        generator, config = load_generator(generator_path, device, bundle="datasetgan")
+        generator, config = load_generator(generator_path, device, bundle="datasetgan", conditional=False)
         discriminator = load_discriminator(checkpoint_path, device) if checkpoint_path is not None else None
         orientation = orient.export_orientation(config, generator_path)
         return cls(generator, discriminator, orientation=orientation, **kwargs)

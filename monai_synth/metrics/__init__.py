@@ -1,7 +1,8 @@
 """monai_synth.metrics: generative metrics (FID / KID on offline TF-Inception weights) and label agreement.
 
 ``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics); cheap diversity figures
-(duplicate rate, per-pixel spread, mask sanity) and the collapsed-generator check.
+(duplicate rate, per-pixel spread, mask sanity), the collapsed-generator check and the mask fidelity of
+mask-conditioned generation.
 """
 
 from __future__ import annotations
@@ -26,9 +27,15 @@ from .fid import (
     default_inception_weights_path,
     fid_kid,
 )
+from .mask_fidelity import MaskFidelity, fidelity_scorer, fidelity_summary, mask_dice, train_fidelity_segmenter
 from .segmentation import score_labels
 
 __all__ = [
+    "MaskFidelity",
+    "fidelity_scorer",
+    "fidelity_summary",
+    "mask_dice",
+    "train_fidelity_segmenter",
     "INCEPTION_FEATURE_DIM",
     "INCEPTION_IMAGE_SIZE",
     "RESIZE_MODES",

@@ -125,13 +125,28 @@ def mask_sanity(labels: torch.Tensor | np.ndarray, area_range: np.ndarray, num_c
 
 
 @torch.no_grad()
-def generate_pairs(network: torch.nn.Module, latents: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Run ``network`` (eval mode, restored afterwards) on ``latents`` in batches; float32 CPU output."""
+def generate_pairs(
+    network: torch.nn.Module, latents: torch.Tensor, batch_size: int = 32, masks: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Run ``network`` (eval mode, restored afterwards) on ``latents`` in batches; float32 CPU output.
+
+    ``masks``: for a conditional (C-SG) generator, encoded masks ``(N_m, M, H, W)``; latent ``i`` is drawn
+    for mask ``i % N_m`` and the output is the pair ``image + mask`` ``(N, C + M, H, W)``.
+    """
     was_training = network.training
     network.eval()
     device = next(network.parameters(), torch.empty(0)).device
+    step = max(1, int(batch_size))
     try:
-        outputs = [network(z.to(device)).float().cpu() for z in torch.split(latents, max(1, int(batch_size)))]
+        if masks is None:
+            outputs = [network(z.to(device)).float().cpu() for z in torch.split(latents, step)]
+        else:
+            masks = torch.as_tensor(masks).float()
+            cycled = masks[torch.arange(len(latents)) % len(masks)]
+            outputs = [
+                torch.cat([network(z.to(device), mask=m.to(device)).float().cpu(), m], dim=1)
+                for z, m in zip(torch.split(latents, step), torch.split(cycled, step))
+            ]
     finally:
         network.train(was_training)
     return torch.cat(outputs)
@@ -146,6 +161,8 @@ def check_generator_diversity(
     max_distance: int = DEDUP_MAX_DISTANCE,
     hash_size: int = DEDUP_HASH_SIZE,
     bundle: str | None = None,
+    mask_generator_path: str | Path | None = None,
+    masks_from: str | Path | None = None,
 ) -> float:
     """Refuse to generate from a collapsed generator: its duplicate rate on fixed seeds is above ``threshold``.
 
@@ -160,9 +177,12 @@ def check_generator_diversity(
         device: device of the check.
         max_distance, hash_size: near-duplicate settings (those of ``generate.json``).
         bundle: refuse a generator of another bundle (see :func:`~monai_synth.utils.export.load_generator`).
+        mask_generator_path, masks_from: for a conditional (C-SG) generator, the masks' source: every latent
+            is drawn for one mask (the mask generator's for seed 0, which is checked too, or the first user
+            mask), so the rate says whether the latent still changes the image.
 
     Returns:
-        the measured duplicate rate.
+        the measured duplicate rate (the higher of the two generators' for MC-SG).
 
     Raises:
         GeneratorCollapseError: the rate is above ``threshold`` and ``allow_duplicates`` is false.
@@ -176,7 +196,15 @@ def check_generator_diversity(
 
     network, config = load_generator(generator_path, device=device, bundle=bundle)
     dim, distribution = latent_spec(config)
-    pairs = generate_pairs(network, latents_from_seeds(range(int(num_samples)), dim, distribution=distribution))
+    masks, mask_rate = None, 0.0
+    if getattr(network, "cond_channels", 0):
+        masks, mask_rate = _one_condition_mask(generator_path, config, mask_generator_path, masks_from, device, {
+            "threshold": threshold, "allow_duplicates": allow_duplicates, "num_samples": num_samples,
+            "max_distance": max_distance, "hash_size": hash_size, "bundle": bundle})  # fmt: skip
+        masks = masks.float()
+    pairs = generate_pairs(
+        network, latents_from_seeds(range(int(num_samples)), dim, distribution=distribution), masks=masks
+    )
     rate = generated_duplicate_rate(pairs, int(config["data"]["image_channels"]), max_distance, hash_size)
     if rate > threshold:
         message = (
@@ -188,4 +216,36 @@ def check_generator_diversity(
         if not allow_duplicates:
             raise GeneratorCollapseError(message)
         logging.getLogger(__name__).warning("%s Going on because allow_duplicates is true.", message)
-    return rate
+    return max(rate, mask_rate)
+
+
+def _one_condition_mask(generator_path, config, mask_generator_path, masks_from, device, check):
+    """``(encoded mask (1, M, S, S), the mask generator's duplicate rate or 0)`` for a conditional generator."""
+    from monai_synth.apps.generation.conditional import load_condition_masks
+    from monai_synth.inferers import latent_spec
+    from monai_synth.networks.latents import latents_from_seeds
+    from monai_synth.networks.nets import encode_condition
+    from monai_synth.transforms import DecodePairedd
+    from monai_synth.utils.export import load_generator
+
+    mask_channels = int(config["generator"]["mask_channels"])
+    if mask_generator_path:
+        network, mask_config = load_generator(mask_generator_path, device=device)
+        if mask_config["generator"].get("mode") != "mask":
+            raise ValueError(
+                f"{mask_generator_path} is a {mask_config['generator'].get('mode')}-mode generator; mask_generator must "
+                "be a mask-mode (M-SG) generator.pt (datasetgan train.json --mode mask)."
+            )
+        rate = check_generator_diversity(mask_generator_path, device=device, **check)
+        dim, distribution = latent_spec(mask_config)
+        raw = generate_pairs(network, latents_from_seeds([0], dim, distribution=distribution))
+        decode = DecodePairedd("pair", image_channels=1, num_classes=int(config["data"]["num_classes"]), mode="mask")
+        labels = torch.as_tensor(decode({"pair": raw})["label"])
+        return encode_condition(labels, mask_channels), rate
+    if masks_from:
+        labels, _ = load_condition_masks(masks_from, config, generator_path)
+        return encode_condition(labels[:1], mask_channels), 0.0
+    raise ValueError(
+        f"{generator_path} is a conditional (C-SG) generator: it draws images for given masks. Give the masks' "
+        "source: --mask_generator <M-SG generator.pt> (MC-SG) or --masks_from <datalist or folder>."
+    )

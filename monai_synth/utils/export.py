@@ -180,7 +180,7 @@ def _check_generator_export(path: Path, checkpoint: Any, bundle: str | None) -> 
 
 
 def load_generator(
-    path: str | Path, device: str | torch.device = "cpu", bundle: str | None = None
+    path: str | Path, device: str | torch.device = "cpu", bundle: str | None = None, conditional: bool | None = None
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Build the generator stored in an exported ``generator.pt`` and load its weights.
 
@@ -188,6 +188,8 @@ def load_generator(
         path: the file written by a ``train.json`` (:func:`export_generator`).
         device: device of the returned network.
         bundle: when given (``"paired_dcgan"`` or ``"datasetgan"``), refuse a generator another bundle trained.
+        conditional: ``False`` refuses a conditional (C-SG) generator, which needs a mask for every image
+            (for callers that draw from latents alone); ``True`` refuses any other; ``None`` takes both.
 
     Returns:
         ``(network in eval mode on device, config)``.
@@ -195,11 +197,24 @@ def load_generator(
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not such an export (unreadable, keys missing, a class outside
-            ``monai_synth``) or comes from another bundle than ``bundle`` -- naming the file.
+            ``monai_synth``), comes from another bundle than ``bundle``, or is (not) conditional against
+            ``conditional`` -- naming the file.
     """
     path = Path(path)
     checkpoint = load_checkpoint(path, map_location="cpu")
     config = _check_generator_export(path, checkpoint, bundle)
+    mode = config["generator"].get("mode")
+    if conditional is False and mode == "conditional":
+        raise ValueError(
+            f"{path} is a conditional (C-SG) generator: it draws images for given label masks, not from latents "
+            "alone. Use it with datasetgan generate.json --mask_generator <M-SG generator.pt> or --masks_from "
+            "<datalist or folder>; here an unconditional (image, paired or mask mode) generator is needed."
+        )
+    if conditional is True and mode != "conditional":
+        raise ValueError(
+            f"{path} is a {mode or 'paired'}-mode generator, not a conditional (C-SG) one (datasetgan train.json "
+            "--mode conditional)."
+        )
     module_name, _, class_name = config["generator_class"].rpartition(".")
     network = getattr(importlib.import_module(module_name), class_name)(**config["generator"])
     try:

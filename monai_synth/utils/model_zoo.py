@@ -90,7 +90,10 @@ def generator_data_format(config: Mapping[str, Any]) -> dict[str, Any]:
     mode = generator.get("mode", "paired")
     image_names = ["image"] if image_channels == 1 else [f"image channel {c}" for c in range(image_channels)]
     mask_names = _mask_channel_names(num_classes, data.get("label_names"))
-    names = {"image": image_names, "mask": mask_names, "paired": image_names + mask_names}[mode]
+    # a conditional (C-SG) generator draws the image for a given mask: mask in, image out
+    names = {"image": image_names, "mask": mask_names, "paired": image_names + mask_names, "conditional": image_names}[
+        mode
+    ]
     out_channels = int(generator.get("out_channels", len(names)))
     if len(names) != out_channels:  # a layout the names above do not know: number the channels instead
         names = [f"channel {c}" for c in range(out_channels)]
@@ -106,6 +109,11 @@ def generator_data_format(config: Mapping[str, Any]) -> dict[str, Any]:
             value_range=[-1, 1] if uniform else None,
         )
     }
+    if mode == "conditional":
+        output_name = "image"
+        inputs["mask"] = _tensor_io(
+            len(mask_names), [size, size], dict(enumerate(mask_names)), format_="mask encoding", value_range=[-1, 1]
+        )
     outputs = {output_name: _tensor_io(out_channels, [size, size], dict(enumerate(names)), value_range=[-1, 1])}
     return {"inputs": inputs, "outputs": outputs}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["LABEL_PALETTE", "pair_grid", "to_uint8"]
+__all__ = ["LABEL_PALETTE", "condition_grid", "label_colours", "pair_grid", "to_uint8"]
 
 #: RGB colour per label value (0 = background is never drawn); cycles past the end.
 LABEL_PALETTE = np.array(
@@ -74,3 +74,37 @@ def pair_grid(images, labels, columns: int = 4, alpha: float = 0.45) -> np.ndarr
             np.uint8
         )
     return grid
+
+
+def label_colours(labels) -> np.ndarray:
+    """``(H, W)`` integer labels as an ``(H, W, 3)`` uint8 picture in :data:`LABEL_PALETTE` (background black)."""
+    labels = _to_numpy(labels).astype(np.int64)
+    return LABEL_PALETTE[labels % len(LABEL_PALETTE)].astype(np.uint8)
+
+
+def condition_grid(labels, images) -> np.ndarray:
+    """One row per conditioning mask: ``[mask in colour | image for latent 1 | ... | image for latent L]``.
+
+    Args:
+        labels: ``(N, 1, H, W)`` integer masks the images were drawn for.
+        images: ``(N, L, C, H, W)`` in [-1, 1]: ``L`` latents per mask; the first channel is shown in grey.
+
+    Returns:
+        ``(N * H, (L + 1) * W, 3)`` uint8 RGB array.
+    """
+    labels, images = _to_numpy(labels), _to_numpy(images)
+    if (
+        labels.ndim != 4
+        or images.ndim != 5
+        or labels.shape[0] != images.shape[0]
+        or labels.shape[2:] != images.shape[3:]
+    ):
+        raise ValueError(
+            f"condition_grid expects labels (N, 1, H, W) and images (N, L, C, H, W), got {labels.shape} and "
+            f"{images.shape}."
+        )
+    rows = []
+    for label, row in zip(labels, images):
+        grey = [to_uint8(image[0])[..., None].repeat(3, axis=-1) for image in row]
+        rows.append(np.concatenate([label_colours(label[0]), *grey], axis=1))
+    return np.concatenate(rows, axis=0)

@@ -39,7 +39,7 @@ def _setup(items, max_epochs=1, epoch_length=4, mode="paired", seed=0, handlers_
     d_opt = torch.optim.Adam(d.parameters(), **lazy_regularization_optimizer_kwargs(2e-3, (0, 0.99), 2))
     ada = AdaptiveAugmentHandler(aug, batch_size=4, interval=2, speed_kimg=0.1)
     handlers = [GeneratorEMAHandler(g, ema, batch_size=4, ema_kimg=0.01), ada]
-    channels = {"image": (0, 1), "paired": (0, 2), "mask": (1, 2)}[mode]
+    channels = {"image": (0, 1), "paired": (0, 2), "mask": (1, 2), "conditional": (0, 2)}[mode]
     trainer = StyleGAN2Trainer(
         "cpu",
         max_epochs,
@@ -69,7 +69,7 @@ def _digest(module):
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("mode", ["paired", "image", "mask"])
+@pytest.mark.parametrize("mode", ["paired", "image", "mask", "conditional"])
 def test_training_updates_networks_regularises_and_reports(mode):
     trainer, o = _setup(_data(), mode=mode)
     g0, d0, e0 = _digest(o["generator"]), _digest(o["discriminator"]), _digest(o["generator_ema"])
@@ -82,6 +82,29 @@ def test_training_updates_networks_regularises_and_reports(mode):
     assert -1 <= out["real_sign"] <= 1 and 0 <= out["ada_p"] <= 1  # p used in the last iteration
     assert o["ada"].last_rt is not None  # the ADA handler adjusted p from the reported signs
     assert _digest(o["generator"]) != g0 and _digest(o["discriminator"]) != d0 and _digest(o["generator_ema"]) != e0
+
+
+def test_conditional_fakes_are_drawn_for_the_real_masks_and_r1_is_on_the_image(monkeypatch):
+    import monai_synth.engines.stylegan2_trainer as module
+
+    trainer, o = _setup(_data(), mode="conditional", epoch_length=2)
+    trainer.augment = None  # so the discriminator's inputs can be compared with the batch
+    seen = []
+    o["discriminator"].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    r1_inputs, r1_penalty = [], module.r1_penalty
+
+    def spy(logits, inputs, gamma):
+        r1_inputs.append(tuple(inputs.shape))
+        return r1_penalty(logits, inputs, gamma)
+
+    monkeypatch.setattr(module, "r1_penalty", spy)
+    trainer.run()
+    reals = torch.stack([torch.as_tensor(item["pair"]) for item in _data()])
+    masks = {tuple(m.flatten().tolist()) for m in reals[:, 1:]}
+    assert all(x.shape[1] == 2 for x in seen)
+    assert all(tuple(m.flatten().tolist()) in masks for x in seen for m in x[:, 1:])  # fakes carry real masks
+    assert r1_inputs == [(4, 1, SIZE, SIZE)]  # iteration 2: R1 with respect to the image channel only
+    assert trainer.last_r1 > 0
 
 
 def test_lazy_regularisation_optimizer_correction():

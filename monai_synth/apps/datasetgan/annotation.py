@@ -56,7 +56,7 @@ def export_for_annotation(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     generator_path = Path(generator_path)
     # the style interpreter reads StyleGAN2 features: a paired_dcgan export is refused, naming the file
-    generator, config = load_generator(generator_path, device, bundle="datasetgan")
+    generator, config = load_generator(generator_path, device, bundle="datasetgan", conditional=False)
     gconfig = config["generator"]
     dim, distribution = latent_spec(config)
     out = Path(output_dir)
@@ -191,7 +191,7 @@ def train_interpreter_from_annotations(
     device = torch.device(device)
     ids, z, masks = load_annotations(export_dir, labels_dir, generator_path, num_classes, require_all)
     manifest = read_json(Path(export_dir) / "manifest.json")
-    generator, config = load_generator(generator_path, device)
+    generator, config = load_generator(generator_path, device, conditional=False)
     k = int(num_classes or config["data"]["num_classes"])
     order = torch.randperm(len(ids), generator=torch.Generator().manual_seed(seed)).tolist()
     n_held = int(round(len(ids) * holdout_fraction)) if len(ids) > 1 else 0

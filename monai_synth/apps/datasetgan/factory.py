@@ -22,6 +22,7 @@ import torch
 from monai.transforms import Compose
 
 from monai_synth.apps.generation import (
+    ConditionalDatasetFactory,
     GenerationParts,
     PairedDatasetFactory,
     generator_inference,
@@ -29,6 +30,7 @@ from monai_synth.apps.generation import (
     resolve_num_components,
 )
 from monai_synth.inferers import SeedLatents, StyleInterpreterInferer, latent_spec
+from monai_synth.metrics.mask_fidelity import fidelity_scorer
 from monai_synth.utils.export import file_sha256, load_generator, load_interpreter
 
 __all__ = ["InterpreterDatasetFactory", "dataset_factory", "inference_parts", "resolve_label_source"]
@@ -180,13 +182,47 @@ def dataset_factory(
     drop_fraction: float = 0.1,
     top_fraction: float = 0.1,
     truncation_psi: float = 1.0,
+    mask_generator_path: str | Path | None = None,
+    masks_from: str | Path | None = None,
+    latents_per_mask: int = 1,
+    fidelity_model: str | Path | None = None,
+    fidelity_data: Any = None,
+    fidelity_epochs: int = 30,
+    min_mask_fidelity: float | None = None,
     **kwargs: Any,
 ) -> PairedDatasetFactory:
     """The ``datasetgan`` generation factory for ``label_source`` (``"auto"``, ``"interpreter"``, ``"generator"``).
 
-    ``"generator"`` uses a paired generator's own mask channels (:class:`PairedDatasetFactory`; the
-    interpreter settings are ignored); ``"interpreter"`` uses :class:`InterpreterDatasetFactory`.
+    ``"generator"`` uses a paired generator's own mask channels, or a mask generator's masks alone
+    (:class:`PairedDatasetFactory`; the interpreter settings are ignored); ``"interpreter"`` uses
+    :class:`InterpreterDatasetFactory`. With ``mask_generator_path`` or ``masks_from`` the generator is a
+    conditional (C-SG) one and :class:`~monai_synth.apps.generation.ConditionalDatasetFactory` draws images
+    for those masks (MC-SG), scored for mask fidelity with ``fidelity_model`` or a small U-Net trained on
+    ``fidelity_data`` (see :func:`~monai_synth.metrics.mask_fidelity.fidelity_scorer`).
     """
+    if mask_generator_path or masks_from:
+        _, config = load_generator(generator_path, "cpu", bundle="datasetgan")
+        device = kwargs.get("device", "cpu")
+        fidelity = fidelity_scorer(
+            int(config["data"]["num_classes"]),
+            int(config["data"]["image_size"]),
+            model_path=fidelity_model,
+            data=fidelity_data,
+            epochs=fidelity_epochs,
+            seed=int(kwargs.get("seed", 0)),
+            device=device,
+        )
+        return ConditionalDatasetFactory(
+            generator_path,
+            output_dir,
+            mask_generator_path=mask_generator_path,
+            masks_from=masks_from,
+            latents_per_mask=latents_per_mask,
+            fidelity=fidelity,
+            min_mask_fidelity=min_mask_fidelity,
+            truncation_psi=truncation_psi,
+            **kwargs,
+        )
     if resolve_label_source(label_source, interpreter_path) == "generator":
         return PairedDatasetFactory(generator_path, output_dir, **kwargs)
     kwargs.pop("threshold", None)
@@ -222,7 +258,7 @@ def inference_parts(
     """
     if resolve_label_source(label_source, interpreter_path) == "generator":
         return generator_inference(generator_path, device, threshold, truncation_psi, bundle="datasetgan")
-    generator, config = load_generator(generator_path, device, bundle="datasetgan")
+    generator, config = load_generator(generator_path, device, bundle="datasetgan", conditional=False)
     ensemble, _ = load_interpreter(interpreter_path, generator_path, device)
     postprocessing = pair_postprocessing(
         int(config["data"]["image_channels"]),

@@ -458,7 +458,7 @@ def train_interpreter_from_projection(
         ValueError: too few labelled images, or images the generator cannot represent (channels, size).
     """
     device = torch.device(device)
-    generator, config = load_generator(generator_path, device)
+    generator, config = load_generator(generator_path, device, conditional=False)
     generator_sha256 = file_sha256(generator_path)
     dataset = _real_dataset(
         generator_path, config, dataset_dir, num_classes=num_classes, seed=seed, **dict(data_options or {})
@@ -595,7 +595,7 @@ def segment_real_images(
     ``output_dir``; returns the summary. Images are preprocessed as the generator's training data.
     """
     device = torch.device(device)
-    generator, config = load_generator(generator_path, device)
+    generator, config = load_generator(generator_path, device, conditional=False)
     ensemble, _ = load_interpreter(interpreter_path, generator_path, device)
     dataset = _real_dataset(
         generator_path,

@@ -189,7 +189,12 @@ class PairedDatasetFactory:
             self.fingerprint["output_format"] = output_format
 
     def _check_mode(self) -> None:
-        if self.mode != "paired":
+        if self.mode == "conditional":
+            raise ValueError(
+                f"{self.generator_path} is a conditional (C-SG) generator: it draws images for given masks. Give the "
+                "masks' source: --mask_generator <M-SG generator.pt> (MC-SG) or --masks_from <datalist or folder>."
+            )
+        if self.mode not in ("paired", "mask"):
             raise ValueError(
                 f"{self.generator_path} is a {self.mode}-mode generator: it does not draw image + mask pairs. The "
                 "paired-data factory needs a paired generator (paired_dcgan, or datasetgan train.json --mode paired); "
@@ -200,7 +205,11 @@ class PairedDatasetFactory:
     def _postprocessing(self) -> Compose:
         """Decode -> post-process chain of one drawn item (:func:`pair_postprocessing`, as in ``inference.json``)."""
         return pair_postprocessing(
-            self.image_channels, self.num_classes, threshold=self.threshold, num_components=self.num_components
+            self.image_channels,
+            self.num_classes,
+            mode="mask" if self.mode == "mask" else "paired",
+            threshold=self.threshold,
+            num_components=self.num_components,
         )
 
     def _latents(self, seeds: list[int]) -> torch.Tensor:
@@ -380,8 +389,12 @@ class PairedDatasetFactory:
     ) -> tuple[dict, np.ndarray, np.ndarray]:
         """Post-process one drawn item: ``(manifest entry without decision or files, image, label)``."""
         out = self.postprocessing({"pred": item})
-        image = np.asarray(out["gen_image"], dtype=np.float32)
         label = np.asarray(out["gen_label"])
+        # a mask generator (M-SG) draws no image: its masks are written alone and de-duplicated as pictures
+        image = np.asarray(
+            out["gen_image"] if "gen_image" in out else label / max(1, self.num_classes - 1) * 2.0 - 1.0,
+            dtype=np.float32,
+        )
         change = out.get("postprocess_change", 0.0)
         entry: dict[str, Any] = {
             "id": self._pair_id(index),
@@ -398,6 +411,10 @@ class PairedDatasetFactory:
     def _write_pair(self, entry: dict, image: np.ndarray, label: np.ndarray) -> None:
         """Write the pair's files (orientation contract; C > 1: one image file per channel) into ``entry``."""
         pair_id = entry["id"]
+        if self.mode == "mask":  # an M-SG draws masks only: the label file alone, no image in the datalist
+            entry["image"], entry["label"] = None, f"pairs/{pair_id}_label.nii.gz"
+            orient.save_label(self.output_dir / entry["label"], label, self.orientation)
+            return
         if self.output_format == "png":
             suffixes = [""] if image.shape[0] == 1 else [f"_c{c}" for c in range(image.shape[0])]
             names = [f"pairs/{pair_id}_image{suffix}.png" for suffix in suffixes]
@@ -630,7 +647,13 @@ class PairedDatasetFactory:
                 "modality": {str(c): "synthetic" for c in range(self.image_channels)},
                 "numTraining": len(kept),
                 "training": [
-                    {"image": e["image"], "label": e["label"], "case_id": e["id"], "seed": e["seed"]} for e in kept
+                    {
+                        **({"image": e["image"]} if e.get("image") else {}),
+                        "label": e["label"],
+                        "case_id": e["id"],
+                        "seed": e["seed"],
+                    }
+                    for e in kept
                 ],
             },
         )

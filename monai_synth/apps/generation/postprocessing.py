@@ -126,7 +126,7 @@ def generator_inference(
     Returns:
         :class:`GenerationParts` (the network is in eval mode on ``device``).
     """
-    network, config = load_generator(generator_path, device, bundle=bundle)
+    network, config = load_generator(generator_path, device, bundle=bundle, conditional=False)
     data = config["data"]
     dim, distribution = latent_spec(config)
     network_kwargs = {} if truncation_psi is None else {"truncation_psi": truncation_psi}

@@ -13,13 +13,16 @@ from .latent_encoder import LatentEncoder
 from .pixel_classifier import PixelClassifierEnsemble, jensen_shannon_disagreement, majority_vote
 from .semantic_stylegan2 import SemanticStyleGAN2Generator, encode_mask_logits
 from .stylegan2 import (
+    CONDITION_RESAMPLING,
     STYLEGAN2_MODES,
     MappingNetwork,
     StyleGAN2Discriminator,
     StyleGAN2Generator,
     StyleGAN2Output,
+    encode_condition,
     mode_channel_range,
     mode_channels,
+    resize_condition,
     stylegan2_channels,
 )
 
@@ -31,6 +34,9 @@ __all__ = [
     "STYLEGAN2_MODES",
     "SemanticStyleGAN2Generator",
     "encode_mask_logits",
+    "CONDITION_RESAMPLING",
+    "encode_condition",
+    "resize_condition",
     "MappingNetwork",
     "StyleGAN2Generator",
     "StyleGAN2Discriminator",

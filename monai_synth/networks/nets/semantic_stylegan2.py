@@ -146,9 +146,13 @@ class SemanticStyleGAN2Generator(StyleGAN2Generator):
         noise_mode: str | None = None,
         return_features: bool = False,
         noise: Sequence[torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor | StyleGAN2Output:
         """The paired encoding ``(B, C + M, S, S)``: image then :func:`encode_mask_logits` (or a
-        :class:`StyleGAN2Output` holding it with ``return_features``)."""
+        :class:`StyleGAN2Output` holding it with ``return_features``). ``mask`` must be ``None``: the
+        SemanticGAN generator draws its masks, it is not conditioned on one."""
+        if mask is not None:
+            raise ValueError("SemanticStyleGAN2Generator draws its own masks: it takes no conditioning mask.")
         image, logits, out = self.synthesize(ws, noise_mode=noise_mode, noise=noise, return_features=True)
         pair = torch.cat([image, encode_mask_logits(logits)], dim=1)
         if return_features:
