@@ -497,6 +497,7 @@ class SyntheticEvaluationPipeline:
             return {
                 "arm": arm,
                 "cases": record["cases"],
+                "distance_units": dict(results.get("distance_units") or {}),
                 "class_names": list(results["data"]["class_names"].values())[1:]
                 if isinstance(results["data"]["class_names"], dict)
                 else results["data"]["class_names"],
@@ -667,9 +668,11 @@ class SyntheticEvaluationPipeline:
     def _results(self, arm_outputs, arm_meta, generators, leakage) -> dict[str, Any]:
         class_names = next(iter(arm_meta.values()))["class_names"]
         arms: dict[str, dict[str, Any]] = {}
+        distance_units: dict[str, str] = {}  # per test set: "mm" when every case's pixel spacing was known
         for arm, outs in arm_outputs.items():
             cases = {}
             for out in outs:
+                distance_units.update(out.get("distance_units") or {})
                 for test_name, records in out["cases"].items():
                     cases.setdefault(test_name, []).extend(records)
             arms[arm] = {
@@ -693,6 +696,7 @@ class SyntheticEvaluationPipeline:
             "settings": self.settings(),
             "class_names": class_names,
             "test_sets": test_sets,
+            "distance_units": distance_units,
             "arms": arms,
             "statistics": statistics,
             "generators": generators,

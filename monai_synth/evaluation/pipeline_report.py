@@ -214,7 +214,8 @@ def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
         lines += [
             f"## {test_set}: mean ± std over cases",
             "",
-            "| arm | R | generated pairs | Dice | HD95 | cases |",
+            f"| arm | R | generated pairs | Dice | HD95 ({(results.get('distance_units') or {}).get(test_set, 'px')}) "
+            "| cases |",
             "|---|---|---|---|---|---|",
         ]
         for name, arm in results["arms"].items():

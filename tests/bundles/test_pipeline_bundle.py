@@ -84,10 +84,13 @@ def test_stages_results_and_report(first_run: Path) -> None:
     for arm in results["arms"].values():  # the external site: its 4 slices scored by each fold's model
         assert arm["summary"]["test_R:site_b"]["num_cases"] == 8
     assert results["statistics"]["test_R"]["3"]["dice"]["test"] == "wilcoxon"
+    # the phantom's pixel spacing is known: distances in mm, and the report's tables say so
+    assert results["distance_units"]["test_R"] == "mm"
     assert {r["num_real"] for r in results["generators"]["dcgan"]["runs"]} == {3, None}
     for run in results["generators"]["dcgan"]["runs"]:
         assert 0.0 <= run["duplicate_rate"] <= 1.0 and run["diversity_ratio"] >= 0.0
     report = (first_run / "report.md").read_text()
+    assert "| Dice | HD95 (mm) | cases |" in report
     first_paragraph = report.split("\n\n")[1]
     assert (
         first_paragraph.startswith("On test_R, ")
