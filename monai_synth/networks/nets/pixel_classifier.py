@@ -339,8 +339,9 @@ class PixelClassifierEnsemble(nn.Module):
 
         Maps are grouped by resolution; each group takes the cheaper of two exact orders (see
         :meth:`_project_first`). Small maps with many channels are projected to ``n * h1`` channels at their
-        own resolution (all maps and members of a resolution in one product per image), then upsampled a
-        chunk of rows at a time: rows by a banded product (only the few source rows a chunk needs), columns
+        own resolution (all maps and members of a resolution in one product per band of about
+        ``_PROJECT_PIXELS`` source pixels, into a sliding window of projected rows: at inference a projected
+        map never exists whole, each source row is projected once), then upsampled a chunk of rows at a time: rows by a banded product (only the few source rows a chunk needs), columns
         for every projected resolution at once by one gather and one batched product over tiles of
         ``_TILE`` output columns (each tile reads the few source columns it needs from each resolution),
         which also sums the resolutions. Maps at the image size (and large maps with few channels) are
