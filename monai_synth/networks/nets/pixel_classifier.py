@@ -74,6 +74,7 @@ def jensen_shannon_disagreement(member_probabilities: torch.Tensor, eps: float =
 
 
 _CHUNK_PIXELS = 1024  # default pixels per chunk: the first-layer activations (1024 x n * h1, 10 MB) stay in cache
+_PROJECT_PIXELS = 2048  # source pixels projected per product at inference: a band of rows, not the whole map
 _TILE = 8  # output columns per tile (at most)
 _UPSAMPLE_COST = 4  # a multiply-add of the banded upsampling costs about 4 of a large matrix product (measured) of the column upsampling: few source columns per tile, few tiles
 
@@ -338,8 +339,9 @@ class PixelClassifierEnsemble(nn.Module):
 
         Maps are grouped by resolution; each group takes the cheaper of two exact orders (see
         :meth:`_project_first`). Small maps with many channels are projected to ``n * h1`` channels at their
-        own resolution (all maps and members of a resolution in one product per image), then upsampled a
-        chunk of rows at a time: rows by a banded product (only the few source rows a chunk needs), columns
+        own resolution (all maps and members of a resolution in one product per band of about
+        ``_PROJECT_PIXELS`` source pixels, into a sliding window of projected rows: at inference a projected
+        map never exists whole, each source row is projected once), then upsampled a chunk of rows at a time: rows by a banded product (only the few source rows a chunk needs), columns
         for every projected resolution at once by one gather and one batched product over tiles of
         ``_TILE`` output columns (each tile reads the few source columns it needs from each resolution),
         which also sums the resolutions. Maps at the image size (and large maps with few channels) are
@@ -363,10 +365,10 @@ class PixelClassifierEnsemble(nn.Module):
         rows_per_chunk = max(1, min(s, rows_per_chunk or _CHUNK_PIXELS // s))
         fast = not torch.is_grad_enabled() and not self.training
         w1 = self.w1.reshape(n1, -1)
-        shift1 = None
+        shift1 = scale1 = None
         if fast:  # eval batch norm after the first layer: scale into its weights, shift as the products' start
             scale1, shift1 = self._folded_norm(self.bn1, self.b1)
-            w1, shift1 = w1 * scale1.reshape(-1, 1), shift1.reshape(1, 1, n1).to(dtype)
+            scale1, shift1 = scale1.reshape(-1, 1), shift1.reshape(1, 1, n1).to(dtype)
         by_resolution: dict[int, list[int]] = {}
         for index, f in enumerate(features):
             by_resolution.setdefault(f.shape[-1], []).append(index)
@@ -374,6 +376,8 @@ class PixelClassifierEnsemble(nn.Module):
         for r, indices in by_resolution.items():
             starts = [sum(self.feature_channels[:i]) for i in indices]
             weight = torch.cat([w1[:, a : a + self.feature_channels[i]] for a, i in zip(starts, indices)], 1)
+            if fast:  # folded scale applied to this block only: no second copy of the whole first layer
+                weight.mul_(scale1)
             a = self._interpolation(r, s, device, dtype)
             if self._project_first(r, weight.shape[1], s):
                 first.append((r, indices, weight.T.to(dtype), a))
@@ -396,17 +400,22 @@ class PixelClassifierEnsemble(nn.Module):
             scale2, shift2 = self._folded_norm(self.bn2, self.b2)
             w2 = (self.w2 * scale2[:, :, None]).transpose(1, 2).to(dtype)  # (n, h1, h2)
             shift2, b3, w3 = shift2[:, None].to(dtype), self.b3[:, :, None].to(dtype), self.w3.to(dtype)
-        projected: list[torch.Tensor] = []
-        raw: list[torch.Tensor] = []
+        # first layer of every member on each projected resolution, one product per band of source rows into a
+        # sliding window of projected rows (r_w, r * N), channels-last: the rows the next chunks need, never
+        # the whole projected map (with autograd: the whole map, no window reused in place)
+        windows = []
+        for r, _, _, _ in first:
+            widest = max(hi - lo for lo, hi in bands[r])
+            capacity = r if not fast else min(r, widest + max(1, _PROJECT_PIXELS // r))
+            windows.append(features[0].new_empty((capacity, r * n1)) if fast else None)
         for image in range(b):
-            projected.clear()  # the previous image's maps go before this one's are made (peak memory)
-            raw.clear()
-            # first layer of every member on each small resolution in one product: (r * r, N) channels-last
-            projected += [
-                (torch.cat([features[i][image] for i in indices]).reshape(weight.shape[0], r * r).T @ weight).to(dtype)
-                for r, indices, weight, _ in first
-            ]
-            raw += [torch.cat([features[i][image] for i in indices]) for _, indices, _, _ in late]  # (C, r, r)
+            held = [(0, 0)] * len(first)  # source rows [lo, hi) each window holds
+            if not fast:
+                windows = [
+                    self._project(features, image, indices, weight, 0, r).reshape(r, r * n1)
+                    for r, indices, weight, _ in first
+                ]
+                held = [(0, r) for r, *_ in first]
             for chunk, start in enumerate(starts):
                 rows = slice(start, min(start + rows_per_chunk, s))
                 height = rows.stop - start
@@ -419,9 +428,11 @@ class PixelClassifierEnsemble(nn.Module):
                     index, tiles = gathers[height]
                     offset = n1 if fast else 0
                     ups = []  # rows of each resolution, upsampled along rows (banded): (R, r * N)
-                    for (r, _, _, a), p in zip(first, projected):
+                    for j, (r, indices, weight, a) in enumerate(first):
                         lo, hi = bands[r][chunk]
-                        band, src = a[rows, lo:hi], p.reshape(r, r * n1)[lo:hi]
+                        if hi > held[j][1]:
+                            held[j] = self._slide(windows[j], held[j], lo, hi, features, image, indices, weight)
+                        band, src = a[rows, lo:hi], windows[j][lo - held[j][0] : hi - held[j][0]]
                         if fast:
                             ups.append(
                                 torch.matmul(band, src, out=stacked[offset : offset + height * r * n1].view(height, -1))
@@ -439,12 +450,15 @@ class PixelClassifierEnsemble(nn.Module):
                         g = torch.cat([u.reshape(-1, n1) for u in ups]).index_select(0, index)
                         h = torch.bmm(tiles, g.view(tiles.shape[0], -1, n1)).reshape(num, n1)
                 if late:  # raw channels of every late map (upsampled if smaller than the image), one product
-                    x = [
-                        m[:, rows].reshape(m.shape[0], num).T  # (C, R, S) -> (R * S, C), a transposed view
-                        if a is None
-                        else self._upsample_rows(m, a, rows, bands[r][chunk]).to(dtype)
-                        for (r, _, _, a), m in zip(late, raw)
-                    ]
+                    x = []
+                    for r, indices, _, a in late:  # maps of one resolution, concatenated a chunk of rows at a time
+                        maps = [features[i][image] for i in indices]  # (C, r, r) each
+                        if a is None:  # (C, R, S) -> (R * S, C), a transposed view
+                            x += [m[:, rows].reshape(m.shape[0], num).T for m in maps]
+                        else:
+                            lo, hi = bands[r][chunk]
+                            band = torch.cat([m[:, lo:hi] for m in maps])  # (C, hi - lo, r)
+                            x.append(self._upsample_rows(band, a, rows, (lo, hi)).to(dtype))
                     x = x[0] if len(x) == 1 else torch.cat(x, dim=1)
                     if h is None and fast:
                         h = torch.addmm(shift1[0, 0], x, late_weight, out=hidden[: num * n1].view(num, n1))
@@ -463,13 +477,58 @@ class PixelClassifierEnsemble(nn.Module):
                 yield image, rows, torch.baddbmm(b3, w3, h.transpose(1, 2)).transpose(1, 2)  # (n, R * S, K)
 
     @staticmethod
-    def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice, band: tuple[int, int]) -> torch.Tensor:
-        """Rows ``rows`` of ``maps (C, r, r)`` upsampled by ``A (S, r)`` as pixel vectors ``(R * S, C)``.
+    def _project(
+        features: Sequence[torch.Tensor],
+        image: int,
+        indices: Sequence[int],
+        weight: torch.Tensor,
+        lo: int,
+        hi: int,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Source rows ``[lo, hi)`` of image ``image``'s maps ``indices`` (one resolution ``r``) through the
+        first layer's block ``weight (C, N)``: ``((hi - lo) * r, N)`` channels-last (into ``out`` if given)."""
+        x = torch.cat([features[i][image][:, lo:hi] for i in indices])  # (C, hi - lo, r)
+        x = x.reshape(x.shape[0], -1).T
+        return torch.matmul(x, weight) if out is None else torch.matmul(x, weight, out=out)
 
-        ``band``: the source rows ``[lo, hi)`` holding every non-zero of ``A[rows]``.
+    def _slide(
+        self,
+        window: torch.Tensor,
+        held: tuple[int, int],
+        lo: int,
+        hi: int,
+        features: Sequence[torch.Tensor],
+        image: int,
+        indices: Sequence[int],
+        weight: torch.Tensor,
+    ) -> tuple[int, int]:
+        """Move the projected-row ``window (capacity, r * N)`` from source rows ``held`` to ``[lo, lo + capacity)``
+        (clipped at ``r``): rows still held are moved to the front, only new rows are projected. ``lo`` never
+        decreases from chunk to chunk, so every source row is projected once per image.
+
+        Returns:
+            The source rows ``[lo, end)`` the window now holds (``end >= hi``).
+        """
+        start, end = held
+        r = features[indices[0]].shape[-1]
+        kept = max(0, end - lo)
+        if kept:
+            window[:kept] = window[lo - start : end - start].clone()
+        new_end = min(r, lo + window.shape[0])
+        out = window[kept : new_end - lo].view(-1, window.shape[1] // r)
+        self._project(features, image, indices, weight, lo + kept, new_end, out=out)
+        return lo, new_end
+
+    @staticmethod
+    def _upsample_rows(maps: torch.Tensor, a: torch.Tensor, rows: slice, band: tuple[int, int]) -> torch.Tensor:
+        """Rows ``rows`` of maps upsampled by ``A (S, r)`` as pixel vectors ``(R * S, C)``.
+
+        ``maps``: ``(C, hi - lo, r)``, the maps' source rows ``band = [lo, hi)``, which hold every non-zero of
+        ``A[rows]``.
         """
         lo, hi = band
-        t = torch.matmul(a[rows, lo:hi], maps[:, lo:hi])  # (C, R, r)
+        t = torch.matmul(a[rows, lo:hi], maps)  # (C, R, r)
         return torch.matmul(t, a.T).reshape(maps.shape[0], -1).T
 
     def reference_forward(self, features: Sequence[torch.Tensor], image_size: int) -> torch.Tensor:

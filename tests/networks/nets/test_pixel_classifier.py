@@ -53,6 +53,21 @@ def test_factored_path_equals_upsample_and_concatenate(mode, size, order, monkey
     )
 
 
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_projected_rows_slide_through_a_small_window(mode, monkeypatch):
+    """Inference projects a band of source rows at a time into a window smaller than the map: same result."""
+    from monai_synth.networks.nets import pixel_classifier
+
+    monkeypatch.setattr(pixel_classifier, "_PROJECT_PIXELS", 8)  # 1 row of the 8 x 8 maps, half a 16 x 16 row
+    features = _features()
+    ens = _ensemble(mode).eval()
+    monkeypatch.setattr(ens, "_project_first", lambda r, c, s: True)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ens(features, 40, rows_per_chunk=3), ens.reference_forward(features, 40), rtol=1e-4, atol=1e-4
+        )
+
+
 def test_order_choice_projects_small_maps_first():
     # a StyleGAN2 at 256 x 256 (channel_base 2048, channel_max 128: two maps per resolution, channels
     # summed per resolution) and the papers' ensemble width
