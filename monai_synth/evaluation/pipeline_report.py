@@ -181,6 +181,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "inf" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _budget_sentence(study: Mapping[str, Any]) -> str:
+    """Whether the arms were compared at equal optimiser budgets (the verdict is only fair then)."""
+    epochs = study.get("max_epochs", "the default number of")
+    if study.get("epoch_length") is None:
+        return (
+            f"**Unequal training budgets**: every arm ran {epochs} epochs of one pass over its own training pairs, "
+            "so arms with generated pairs took more optimiser steps than real-only arms; part of any difference "
+            "is that extra training. Set `epoch_length` in `--study` for equal budgets."
+        )
+    return (
+        f"Equal training budgets: every arm ran {epochs} epochs of {study['epoch_length']} iterations "
+        "(batch size as in `--study`), whatever the number of its training pairs."
+    )
+
+
 def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
     s = results["settings"]
     lines = ["# Does synthetic data help? — synthetic_evaluation pipeline", ""]
@@ -192,6 +207,8 @@ def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
         "",
         f"Real data: {source}; {s['folds']} fold(s); num_real {s['num_real']}; {s['num_synthetic']} generated pairs "
         f"per generator; image size {s['image_size']}; arms {s['arms']}; seed {s['seed']}.",
+        "",
+        _budget_sentence(s.get("study") or {}),
         "",
         "**No leakage, by construction**: for every fold and num_real the pipeline writes the fold's generator "
         "training datalist first, and each generator trains on that file only. Checked from the written files: "

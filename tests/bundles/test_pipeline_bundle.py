@@ -91,6 +91,9 @@ def test_stages_results_and_report(first_run: Path) -> None:
         assert 0.0 <= run["duplicate_rate"] <= 1.0 and run["diversity_ratio"] >= 0.0
     report = (first_run / "report.md").read_text()
     assert "| Dice | HD95 (mm) | cases |" in report
+    # arms are compared at equal optimiser budgets unless --study asks otherwise, and the report says which
+    assert results["settings"]["study"]["epoch_length"] == 20
+    assert "Equal training budgets: every arm ran 1 epochs of 20 iterations" in report
     first_paragraph = report.split("\n\n")[1]
     assert (
         first_paragraph.startswith("On test_R, ")
