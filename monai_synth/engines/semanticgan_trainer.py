@@ -9,7 +9,7 @@ import torch
 from torch.optim import Optimizer
 from torch.utils.data import Dataset
 
-from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss, r1_penalty
+from monai_synth.losses import d_logistic_loss, g_nonsaturating_loss
 from monai_synth.networks.nets.semantic_stylegan2 import encode_mask_logits
 
 from .stylegan2_trainer import StyleGAN2Trainer
@@ -180,13 +180,6 @@ class SemanticGANTrainer(StyleGAN2Trainer):
         image, logits = self.g_network.synthesize(ws, noise_mode="random", detach_mask_input=detach_mask_input)
         return image, encode_mask_logits(logits), ws
 
-    def _judge(self, network: torch.nn.Module, augment: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-        if augment is not None:
-            x = augment(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return network(x)
-
     def _reals(self, batchdata: dict[str, Any]) -> torch.Tensor:
         if not isinstance(batchdata, dict) or self.image_key not in batchdata:
             raise ValueError(f"Each batch must be a dict holding the real images under {self.image_key!r}.")
@@ -270,16 +263,11 @@ class SemanticGANTrainer(StyleGAN2Trainer):
                 if gamma <= 0:
                     continue
                 x = x.detach().requires_grad_(True)
-                r1 = r1_penalty(engine._judge(net, aug, x), x, gamma) * engine.r1_interval
-                engine.check_finite(name, r1)
-                opt.zero_grad(set_to_none=True)
-                r1.backward()
-                engine.sync_gradients(net)
-                opt.step()
+                value = engine._lazy_r1(name, gamma, net, aug, opt, x, x)
                 if net is d:
-                    engine.last_r1 = r1.item() / engine.r1_interval
+                    engine.last_r1 = value
                 else:
-                    engine.last_mask_r1 = r1.item() / engine.r1_interval
+                    engine.last_mask_r1 = value
         g.requires_grad_(True)
 
         def prob(x: torch.Tensor) -> float:

@@ -210,12 +210,39 @@ class StyleGAN2Trainer(GANTrainerBase):
         images = self.g_network.synthesis(ws, noise_mode="random", mask=masks)
         return torch.cat([images, masks.to(images.dtype)], dim=1), ws
 
-    def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
-        if self.augment is not None:
-            x = self.augment(x)
+    def _judge(self, network: torch.nn.Module, augment: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``network`` on ``x`` after ``augment`` (ADA), in channels-last memory when asked."""
+        if augment is not None:
+            x = augment(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.d_network(x)
+        return network(x)
+
+    def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
+        return self._judge(self.d_network, self.augment, x)
+
+    def _lazy_r1(
+        self,
+        name: str,
+        gamma: float,
+        network: torch.nn.Module,
+        augment: torch.nn.Module | None,
+        optimizer: Optimizer,
+        inputs: torch.Tensor,
+        wrt: torch.Tensor,
+    ) -> float:
+        """One lazy R1 step (float32) of ``network`` on ``inputs``, penalising the gradient w.r.t. ``wrt``.
+
+        Returns:
+            The penalty per iteration (the step's value divided by ``r1_interval``).
+        """
+        r1 = r1_penalty(self._judge(network, augment, inputs), wrt, gamma) * self.r1_interval
+        self.check_finite(name, r1)
+        optimizer.zero_grad(set_to_none=True)
+        r1.backward()
+        self.sync_gradients(network)
+        optimizer.step()
+        return r1.item() / self.r1_interval
 
     def _step(
         self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler, network: torch.nn.Module
@@ -292,13 +319,9 @@ class StyleGAN2Trainer(GANTrainerBase):
                 c = g.out_channels
                 reals_r1 = reals[:, :c].detach().requires_grad_(True)
                 inputs = torch.cat([reals_r1, reals[:, c:].detach()], dim=1)
-            r1 = r1_penalty(engine._discriminate(inputs), reals_r1, engine.r1_gamma) * engine.r1_interval
-            engine.check_finite("R1 penalty", r1)
-            engine.d_optimizer.zero_grad(set_to_none=True)
-            r1.backward()
-            engine.sync_gradients(d)
-            engine.d_optimizer.step()
-            engine.last_r1 = r1.item() / engine.r1_interval
+            engine.last_r1 = engine._lazy_r1(
+                "R1 penalty", engine.r1_gamma, d, engine.augment, engine.d_optimizer, inputs, reals_r1
+            )
         g.requires_grad_(True)
 
         return engine.synchronize(
