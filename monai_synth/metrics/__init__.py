@@ -1,6 +1,7 @@
 """monai_synth.metrics: generative metrics (FID / KID on offline TF-Inception weights) and label agreement.
 
-``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics); cheap diversity figures
+``score_labels``: mean foreground Dice / mIoU of label maps (MONAI metrics); ``score_cases`` /
+``summarise_cases``: per-image Dice and HD95 and their means; cheap diversity figures
 (duplicate rate, per-pixel spread, mask sanity), the collapsed-generator check and the mask fidelity of
 mask-conditioned generation.
 """
@@ -28,7 +29,7 @@ from .fid import (
     fid_kid,
 )
 from .mask_fidelity import MaskFidelity, fidelity_scorer, fidelity_summary, mask_dice, train_fidelity_segmenter
-from .segmentation import score_labels
+from .segmentation import score_cases, score_labels, summarise_cases
 
 __all__ = [
     "MaskFidelity",
@@ -52,5 +53,7 @@ __all__ = [
     "compute_set_features",
     "default_inception_weights_path",
     "fid_kid",
+    "score_cases",
     "score_labels",
+    "summarise_cases",
 ]

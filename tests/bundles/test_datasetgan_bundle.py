@@ -462,6 +462,11 @@ def test_interpreter_from_projected_real_annotations_through_the_bundle(trained:
     ok(_run("segment.json", *seg, cwd=tmp_path))
     result = json.loads((run / "segmentation" / "segmentation.json").read_text())
     assert result["num_images"] == 5 and 0.0 <= result["dice"] <= 1.0 and len(result["images"]) == 5
+    # per-image Dice / HD95 (pixels) for paired tests against other segmenters of the same cases
+    per_image = [r["dice"] for r in result["images"]]
+    assert result["dice"] == pytest.approx(np.mean(per_image), abs=1e-4) and result["peak_rss_mb"] > 0
+    assert all(r["case_id"] and (np.isnan(r["hd95"]) or r["hd95"] >= 0) for r in result["images"])
+    assert result["hd95_missing"] == sum(np.isnan(r["hd95"]) for r in result["images"])
     label = np.asarray(nib.load(str(next((run / "segmentation").glob("0000_*_label.nii.gz")))).dataobj)
     assert label.shape == (32, 32)
     # too few labelled images, an unknown source: named before any work

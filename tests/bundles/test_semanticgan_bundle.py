@@ -118,7 +118,10 @@ def test_encoder_segment_and_generate(trained: Path, data, tmp_path: Path) -> No
             "--projection_steps", "3", cwd=tmp_path))  # fmt: skip
     result = json.loads((out / "segmentation.json").read_text())
     assert result["num_images"] == 3 and result["encoder"] is True and 0.0 <= result["dice"] <= 1.0
-    assert "hd95" in result and len(result["images"]) == 3 and all("dice" in r for r in result["images"])
+    assert len(result["images"]) == 3 and all({"dice", "hd95"} <= set(r) for r in result["images"])
+    finite = [r["hd95"] for r in result["images"] if np.isfinite(r["hd95"])]
+    assert result["hd95_missing"] == 3 - len(finite)
+    assert (np.isnan(result["hd95"]) and not finite) or result["hd95"] == pytest.approx(np.mean(finite), abs=1e-4)
     label = nib.load(sorted(out.glob("*_label.nii.gz"))[0]).get_fdata()
     assert label.shape[:2] == (32, 32) and set(np.unique(label)) <= {0.0, 1.0}
     # unlabelled images segment too, without scores

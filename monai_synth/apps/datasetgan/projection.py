@@ -42,7 +42,7 @@ from torch import nn
 from monai_synth.data import orientation as orient
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.inferers import StyleInterpreterInferer
-from monai_synth.metrics.segmentation import score_labels
+from monai_synth.metrics.segmentation import score_cases, score_labels, summarise_cases
 from monai_synth.networks.latents import sample_latents
 from monai_synth.networks.nets import LatentEncoder, PixelClassifierEnsemble, StyleGAN2Discriminator
 from monai_synth.utils.export import file_sha256, load_discriminator, load_generator, load_interpreter, save_interpreter
@@ -591,7 +591,8 @@ def segment_real_images(
     """Segment real images with the GAN: project each into W+, then label the projection with the interpreter.
 
     Writes ``<index>_<case>_{label,uncertainty,reconstruction}.nii.gz`` and ``segmentation.json`` (per image
-    PSNR / SSIM of the reconstruction, uncertainty score, and Dice when the data are labelled) to
+    PSNR / SSIM of the reconstruction, uncertainty score, and when the data are labelled Dice and HD95 in
+    pixels; their means, mIoU and the count of images without a distance in the summary) to
     ``output_dir``; returns the summary. Images are preprocessed as the generator's training data.
     """
     device = torch.device(device)
@@ -631,22 +632,29 @@ def segment_real_images(
         orient.save_label(out_dir / f"{name}_label.nii.gz", labels[i].numpy(), orientation)
         orient.save_map(out_dir / f"{name}_uncertainty.nii.gz", uncertainty[i].numpy(), orientation)
         orient.save_image(out_dir / f"{name}_reconstruction.nii.gz", projected.image[i].cpu().numpy(), orientation)
-        records.append({"name": name, "psnr": round(float(projected.psnr[i]), 3),
+        records.append({"name": name, "case_id": str(item.get("case_id")), "psnr": round(float(projected.psnr[i]), 3),
                         "ssim": round(float(projected.ssim[i]), 4), "uncertainty_score": round(scores[i], 6)})  # fmt: skip
+    labelled = dataset.summary.get("unlabelled_items", 0) == 0  # every image came with its mask: score the labels
+    if labelled:
+        for record, case in zip(records, score_cases(labels, truth, ensemble.num_classes)):
+            record.update({k: round(v, 6) for k, v in case.items()})
     summary: dict[str, Any] = {
         "num_images": len(items),
         "psnr_mean": round(float(projected.psnr.mean()), 3),
         "ssim_mean": round(float(projected.ssim.mean()), 4),
         "projection_seconds": round(projected.seconds, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    if dataset.summary.get("unlabelled_items", 0) == 0:  # every image came with its mask: score the labels
+    if labelled:
         summary.update(score_labels(labels, truth, ensemble.num_classes))
+        summary.update({k: v for k, v in summarise_cases(records).items() if k != "dice"})
     write_json_atomic(out_dir / "segmentation.json", {**summary, "images": records})
     logger.info(
-        "segmented %d images into %s; reconstruction PSNR %.2f dB; Dice %s",
+        "segmented %d images into %s; reconstruction PSNR %.2f dB; Dice %s, HD95 %s",
         len(items),
         out_dir,
         summary["psnr_mean"],
         summary.get("dice"),
+        summary.get("hd95"),
     )
     return summary

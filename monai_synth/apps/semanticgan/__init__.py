@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from .data import SemiSupervisedData
 from .encoder import encoder_losses, load_encoder, train_encoder, train_semantic_encoder
-from .segmentation import hd95, segment_images
+from .segmentation import segment_images
 
 __all__ = [
     "SemiSupervisedData",
     "encoder_losses",
-    "hd95",
     "load_encoder",
     "segment_images",
     "train_encoder",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import resource
 import time
 from pathlib import Path
@@ -11,33 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance
-from monai.networks.utils import one_hot
 
 from monai_synth.data import orientation as orient
 from monai_synth.data.pipeline import PairedSliceDataset
 from monai_synth.inferers.semantic_segmentation import SemanticGANInferer
-from monai_synth.metrics.segmentation import score_labels
+from monai_synth.metrics.segmentation import score_cases, score_labels, summarise_cases
 from monai_synth.utils.io import write_json_atomic
 
-__all__ = ["hd95", "segment_images"]
+__all__ = ["segment_images"]
 
 logger = logging.getLogger(__name__)
-
-
-def hd95(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> tuple[float, int]:
-    """Mean foreground 95th-percentile Hausdorff distance in pixels (MONAI) and how many images had no score.
-
-    Images where a class is missing from the prediction or the truth give no finite distance; they are left
-    out of the mean and counted.
-    """
-    pred, true = one_hot(predicted.cpu().long(), num_classes), one_hot(truth.cpu().long(), num_classes)
-    values = compute_hausdorff_distance(pred, true, include_background=False, percentile=95).float()
-    finite = torch.isfinite(values)
-    per_image = torch.where(finite, values, torch.nan).nanmean(dim=1)
-    missing = int((~torch.isfinite(per_image)).sum())
-    mean = float(per_image[torch.isfinite(per_image)].mean()) if missing < len(per_image) else math.nan
-    return mean, missing
 
 
 def segment_images(
@@ -60,7 +42,7 @@ def segment_images(
     ``output_dir``: ``<index>_<case>_{label,uncertainty,reconstruction}.nii.gz`` in the orientation of the
     sources (MONAI ``LoadImage`` reads them like the inputs) and ``segmentation.json``: per image PSNR of the
     reconstruction and mean uncertainty, and when every image has a mask, foreground Dice / mIoU / HD95
-    (pixels) and per-image Dice. A missing ``encoder_path`` starts from the mean w; a missing checkpoint
+    (pixels; mean, standard deviation and the count of images without a distance) and per-image Dice and HD95. A missing ``encoder_path`` starts from the mean w; a missing checkpoint
     means a pixel-only reconstruction loss.
 
     Raises:
@@ -96,10 +78,7 @@ def segment_images(
     out_dir = Path(output_dir)
     orientation = dataset.summary["orientation"]
     labelled = dataset.summary.get("unlabelled_items", 0) == 0
-    per_image_dice = []
-    if labelled:
-        for i in range(len(items)):
-            per_image_dice.append(score_labels(out["label"][i : i + 1], truth[i : i + 1], g.num_classes)["dice"])
+    cases = score_cases(out["label"], truth, g.num_classes) if labelled else []
     records = []
     for i, item in enumerate(items):
         name = f"{i:04d}_{item.get('case_id', 'image')}"
@@ -109,7 +88,7 @@ def segment_images(
         record = {"name": name, "case_id": str(item.get("case_id")), "psnr": round(float(out["psnr"][i]), 3),
                   "uncertainty": round(float(out["uncertainty"][i].mean()), 6)}  # fmt: skip
         if labelled:
-            record["dice"] = round(per_image_dice[i], 6)
+            record.update({k: round(v, 6) for k, v in cases[i].items()})
         records.append(record)
     summary: dict[str, Any] = {
         "num_images": len(items),
@@ -122,8 +101,7 @@ def segment_images(
     }
     if labelled:
         summary.update(score_labels(out["label"], truth, g.num_classes))
-        summary["dice_std"] = round(float(np.std(per_image_dice)), 6)
-        summary["hd95"], summary["hd95_missing"] = hd95(out["label"], truth, g.num_classes)
+        summary.update({k: v for k, v in summarise_cases(cases).items() if k != "dice"})
     write_json_atomic(out_dir / "segmentation.json", {**summary, "images": records})
     logger.info("segmented %d images into %s; Dice %s, HD95 %s", len(items), out_dir, summary.get("dice"),
                 summary.get("hd95"))  # fmt: skip
