@@ -25,7 +25,7 @@ CONFIGS = REPO / "bundles" / "datasetgan" / "configs"
 TINY = [
     "--image_size", "32", "--z_dim", "16", "--w_dim", "16", "--channel_base", "256", "--channel_max", "16",
     "--batch_size", "4", "--kimg", "0.024", "--phantom_samples", "12",
-    "--r1_interval", "2", "--pl_interval", "2", "--ada_interval", "1", "--ada_kimg", "0.1",
+    "--r1_interval", "2", "--pl_weight", "2", "--pl_interval", "2", "--ada_interval", "1", "--ada_kimg", "0.1",
     "--sample_interval", "3", "--checkpoint_interval", "3", "--log_interval", "1", "--num_grid_samples", "4",
     "--device", "cpu",
 ]  # fmt: skip

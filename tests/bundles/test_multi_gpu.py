@@ -36,7 +36,7 @@ DCGAN_TINY = [
 STYLEGAN_TINY = [
     "--image_size", "16", "--z_dim", "16", "--w_dim", "16", "--mapping_layers", "1", "--channel_base", "64",
     "--channel_max", "16", "--batch_size", "2", "--phantom_samples", "8", "--kimg", "0.016",
-    "--r1_interval", "2", "--pl_interval", "2", "--ada_interval", "1", "--ada_kimg", "0.1", "--augment_p", "0.5",
+    "--r1_interval", "2", "--pl_weight", "2", "--pl_interval", "2", "--ada_interval", "1", "--ada_kimg", "0.1", "--augment_p", "0.5",
     "--sample_interval", "2", "--checkpoint_interval", "2", "--log_interval", "1", "--num_grid_samples", "4",
     "--device", "cpu",
 ]  # fmt: skip
