@@ -1,9 +1,9 @@
-"""monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid arms, StudyConfig),
+"""monai_synth.evaluation: the downstream segmentation study (real / synthetic / hybrid / finetune arms, StudyConfig),
 its segmentation training, scores, statistics, MLflow tracking, report, saved models, and the resumable pipeline."""
 
 from __future__ import annotations
 
-from .arms import ARM_KINDS, ArmSpec, arm_training_items, plan_arms
+from .arms import ARM_KINDS, DEFAULT_ARMS, ArmSpec, arm_training_items, plan_arms
 from .config import StudyConfig
 from .pipeline import SyntheticEvaluationPipeline
 from .report import (
@@ -48,6 +48,7 @@ __all__ = [
     "SyntheticEvaluationPipeline",
     # arms
     "ARM_KINDS",
+    "DEFAULT_ARMS",
     "ArmSpec",
     "arm_training_items",
     "plan_arms",

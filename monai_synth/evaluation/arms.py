@@ -1,8 +1,9 @@
 """The arms of the downstream study: which data each segmentation network is trained on.
 
 An *arm* is one training configuration: ``real`` (the real training cases only), ``synthetic``
-(``N`` generated pairs only) or ``hybrid`` (the real training cases plus ``N`` generated pairs), each
-optionally with standard augmentation. :func:`plan_arms` expands the requested kinds, generated sets,
+(``N`` generated pairs only), ``hybrid`` (the real training cases plus ``N`` generated pairs) or
+``finetune`` (pre-trained as the matching ``synthetic`` arm, then fine-tuned on the matching ``real``
+arm's cases with that arm's budget), each optionally with standard augmentation. :func:`plan_arms` expands the requested kinds, generated sets,
 sizes, numbers of real cases and augmentation into the list of :class:`ArmSpec` the study trains.
 
 With ``num_real`` (the small-data regime) the real and hybrid arms use only the first ``R`` cases of a
@@ -21,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "ARM_KINDS",
+    "DEFAULT_ARMS",
     "ArmSpec",
     "plan_arms",
     "arm_training_items",
@@ -29,7 +31,9 @@ __all__ = [
     "oversample_real",
 ]
 
-ARM_KINDS = ("real", "synthetic", "hybrid")
+ARM_KINDS = ("real", "synthetic", "hybrid", "finetune")
+#: The arm kinds a study runs when ``arms`` is not given.
+DEFAULT_ARMS = ("real", "synthetic", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -37,8 +41,9 @@ class ArmSpec:
     """One training configuration of the study.
 
     Attributes:
-        name: unique name used in tables, figures and MLflow (``"real"``, ``"hybrid_n100"``, ``"synthetic-gan1_n20+aug"``).
-        kind: ``"real"``, ``"synthetic"`` or ``"hybrid"``.
+        name: unique name used in tables, figures and MLflow (``"real"``, ``"hybrid_n100"``, ``"synthetic-gan1_n20+aug"``,
+            ``"finetune_r30_n500"``).
+        kind: ``"real"``, ``"synthetic"``, ``"hybrid"`` or ``"finetune"``.
         synthetic_set: name of the generated set used (``None`` for ``real``).
         num_synthetic: number of generated training pairs (0 for ``real``).
         augment: standard augmentation on.
@@ -46,6 +51,10 @@ class ArmSpec:
             all of them (and for ``synthetic`` arms, which use none).
         real_fraction: hybrid arms only: the real pairs are repeated so that they make up about this
             fraction of the training pairs (oversampling a few real cases); ``None``: used once each.
+        pretrain_arm: finetune arms only: the name of the ``synthetic`` arm whose training is stage 1
+            (same generated pairs, same budget); its best weights start stage 2.
+        real_arm: finetune arms only: the name of the ``real`` arm whose real cases, validation split and
+            budget stage 2 (the fine-tuning) uses.
     """
 
     name: str
@@ -55,11 +64,33 @@ class ArmSpec:
     augment: bool = False
     num_real: int | None = None
     real_fraction: float | None = None
+    pretrain_arm: str | None = None
+    real_arm: str | None = None
 
     @property
     def uses_real(self) -> bool:
-        """The arm trains on the real training cases (``real`` and ``hybrid``)."""
-        return self.kind in ("real", "hybrid")
+        """The arm trains on the real training cases (``real``, ``hybrid`` and ``finetune``)."""
+        return self.kind in ("real", "hybrid", "finetune")
+
+    def pretraining(self) -> ArmSpec:
+        """Stage 1 of a ``finetune`` arm: its matching ``synthetic`` arm (same generated pairs, same augmentation).
+
+        Raises:
+            ValueError: the arm is not a ``finetune`` arm.
+        """
+        if self.kind != "finetune" or self.pretrain_arm is None:
+            raise ValueError(f"Arm {self.name!r} ({self.kind}) has no pre-training stage; only finetune arms do.")
+        return ArmSpec(self.pretrain_arm, "synthetic", self.synthetic_set, self.num_synthetic, self.augment)
+
+    def finetuning(self) -> ArmSpec:
+        """Stage 2 of a ``finetune`` arm: its matching ``real`` arm (same ``R`` real cases, same augmentation).
+
+        Raises:
+            ValueError: the arm is not a ``finetune`` arm.
+        """
+        if self.kind != "finetune" or self.real_arm is None:
+            raise ValueError(f"Arm {self.name!r} ({self.kind}) has no fine-tuning stage; only finetune arms do.")
+        return ArmSpec(self.real_arm, "real", None, 0, self.augment, self.num_real)
 
 
 def plan_arms(
@@ -72,14 +103,17 @@ def plan_arms(
 ) -> list[ArmSpec]:
     """Expand arm kinds x generated sets x sizes x numbers of real cases x augmentation into :class:`ArmSpec` s.
 
-    Without ``num_real`` the arms are ``real``, ``synthetic_n<N>``, ``hybrid_n<N>`` (every real training
-    case). With it, the real and hybrid arms are made once per ``R``: ``real_r30``, ``hybrid_r30_n1500``
-    (``None`` -> ``real_rall``, ``hybrid_rall_n1500``); synthetic arms use no real case and are made once
-    (``synthetic_n1500``). With ``hybrid_real_fraction`` every hybrid arm is also made with the real pairs
+    Without ``num_real`` the arms are ``real``, ``synthetic_n<N>``, ``hybrid_n<N>``, ``finetune_n<N>`` (every
+    real training case). With it, the real, hybrid and finetune arms are made once per ``R``: ``real_r30``,
+    ``hybrid_r30_n1500``, ``finetune_r30_n1500`` (``None`` -> ``real_rall``, ...); synthetic arms use no real
+    case and are made once (``synthetic_n1500``). With several generated sets the set is named:
+    ``hybrid-dcgan_r30_n1500``, ``finetune-dcgan_r30_n1500``. A finetune arm names its two stages:
+    ``pretrain_arm`` (the synthetic arm of the same set, ``N`` and augmentation, whether or not it is
+    requested) and ``real_arm`` (the real arm of the same ``R`` and augmentation). With ``hybrid_real_fraction`` every hybrid arm is also made with the real pairs
     oversampled to that fraction (suffix ``_rf<fraction>``), so both are reported.
 
     Args:
-        arms: subset of ``("real", "synthetic", "hybrid")``.
+        arms: subset of ``("real", "synthetic", "hybrid", "finetune")``.
         num_synthetic: sizes ``N`` of the generated training subsets; empty -> each set's whole pool.
         synthetic_pools: generated set name -> number of pairs available for training (test-G excluded).
         augmentation: ``[False]``, ``[True]`` or both.
@@ -87,11 +121,11 @@ def plan_arms(
         hybrid_real_fraction: fraction in (0, 1) of real pairs in oversampled hybrid arms; ``None``: none.
 
     Returns:
-        Arms in the order real (by ``R``), synthetic (by set, then ``N``), hybrid (by ``R``, set, ``N``);
-        each kind without then with augmentation.
+        Arms in the order real (by ``R``), synthetic (by set, then ``N``), hybrid (by ``R``, set, ``N``),
+        finetune (by ``R``, set, ``N``); each kind without then with augmentation.
 
     Raises:
-        ValueError: unknown arm kinds, synthetic/hybrid arms without a generated set, sizes < 1 or larger
+        ValueError: unknown arm kinds, synthetic/hybrid/finetune arms without a generated set, sizes < 1 or larger
             than a pool (the pool and what to do are named).
     """
     kinds = [str(a).strip().lower() for a in arms]
@@ -124,7 +158,7 @@ def plan_arms(
             tag = "" if num_real is None else f"_r{'all' if r is None else r}"
             if "real" in kinds:
                 specs.append(ArmSpec("real" + tag + suffix, "real", None, 0, augment, r))
-            for kind in ("synthetic", "hybrid"):
+            for kind in ("synthetic", "hybrid", "finetune"):
                 if kind not in kinds or (kind == "synthetic" and r is not reals[0]):
                     continue
                 for set_name, pool in synthetic_pools.items():
@@ -138,6 +172,13 @@ def plan_arms(
                         label = f"{kind}-{set_name}" if several else kind
                         if kind == "synthetic":
                             specs.append(ArmSpec(f"{label}_n{n}{suffix}", kind, set_name, n, augment))
+                            continue
+                        if kind == "finetune":
+                            pretrain = f"synthetic-{set_name}" if several else "synthetic"
+                            specs.append(
+                                ArmSpec(f"{label}{tag}_n{n}{suffix}", kind, set_name, n, augment, r,
+                                        pretrain_arm=f"{pretrain}_n{n}{suffix}", real_arm=f"real{tag}{suffix}")
+                            )  # fmt: skip
                             continue
                         for f in fractions:
                             rf = "" if f is None else f"_rf{f:g}"

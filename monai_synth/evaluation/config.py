@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from monai_synth.evaluation.arms import ARM_KINDS
+from monai_synth.evaluation.arms import ARM_KINDS, DEFAULT_ARMS
 from monai_synth.evaluation.segmentation import LOSSES
 
 __all__ = ["StudyConfig"]
@@ -73,7 +73,9 @@ class StudyConfig:
             name them in the arms and the report (e.g. ``{"dcgan": ..., "stylegan2": ...}``; otherwise
             the folder name is used). ``None`` with the phantom as real data -> phantoms of other seeds
             stand in for a generated set.
-        arms: subset of ``["real", "synthetic", "hybrid"]``.
+        arms: subset of ``["real", "synthetic", "hybrid", "finetune"]`` (default: the first three).
+            ``finetune``: pre-training as the matching synthetic arm, then fine-tuning on the matching real
+            arm's cases with the real arm's budget (see :class:`~monai_synth.evaluation.arms.ArmSpec`).
         num_synthetic: sizes ``N`` of the generated training subsets (a sweep); ``None`` -> the whole pool.
         augmentation: ``False``, ``True``, or ``[False, True]`` to run every arm both ways.
         augmentation_kwargs: arguments of :func:`~monai_synth.evaluation.segmentation.standard_augmentation`.
@@ -151,7 +153,7 @@ class StudyConfig:
     output_dir: str = "runs/synthetic_evaluation"
     real_dataset_dir: str | None = None
     synthetic_datalist: str | Sequence[str] | Mapping[str, str] | None = None
-    arms: Sequence[str] = ARM_KINDS
+    arms: Sequence[str] = DEFAULT_ARMS
     num_synthetic: Sequence[int] | None = (20, 100)
     augmentation: bool | Sequence[bool] = False
     augmentation_kwargs: Mapping[str, Any] | None = None

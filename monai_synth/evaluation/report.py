@@ -37,6 +37,7 @@ __all__ = [
     "from_json_safe",
     "load_results",
     "render_markdown",
+    "finetune_budget_lines",
     "plot_score_vs_num_synthetic",
     "plot_arm_boxplots",
     "plot_real_vs_synthetic",
@@ -132,10 +133,51 @@ def _training_pairs(arm: Mapping[str, Any]) -> str:
     real = [f["num_real_train"] for f in folds]
     synthetic = [f["num_synthetic_train"] for f in folds]
     real_text = str(real[0]) if len(set(real)) == 1 else f"{min(real)}-{max(real)}"
+    if arm.get("kind") == "finetune":
+        return f"{synthetic[0]} generated, then {real_text} real"
     oversampled = [f.get("num_real_oversampled", r) for f, r in zip(folds, real)]
     if any(o > r for o, r in zip(oversampled, real)):
         real_text += f" (repeated to {max(oversampled)})"
     return f"{real_text} + {synthetic[0]}"
+
+
+def finetune_budget_lines(arms: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the finetune arms' optimiser budgets were (Markdown lines, none without finetune arms).
+
+    Args:
+        arms: the study's ``results["arms"]``.
+
+    Returns:
+        A paragraph and a table of optimiser steps per fold (pre-training, fine-tuning, total, the real arm's).
+    """
+    finetune = [a for a in arms if a.get("kind") == "finetune" and a["folds"]]
+    if not finetune:
+        return []
+    steps = {a["name"]: {f["fold"]: f["training"]["iterations"] for f in a["folds"]} for a in arms}
+    lines = [
+        "**Fine-tune arms and their budget**: a finetune arm is first trained as its synthetic arm (same generated "
+        "pairs, same settings; that arm's best weights when it ran in the same fold), then fine-tuned from those "
+        "weights with a fresh optimiser on its real arm's real cases, with that arm's validation cases, early "
+        "stopping, epochs, epoch length and learning rate. "
+        + " ".join(
+            f"For {a['name']}, the fine-tune stage had the same budget as {a['real_arm']}; the "
+            f"{a['pretrain_arm']} pre-training steps came on top."
+            for a in finetune
+        ),
+        "",
+        "| arm | fold | pre-training (arm, steps) | fine-tuning steps | total steps | real arm steps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm in finetune:
+        for fold in arm["folds"]:
+            used = fold["optimizer_steps"]
+            real_steps = steps.get(arm["real_arm"], {}).get(fold["fold"])
+            source = fold["pretraining"]["arm"] + (" (reused)" if fold["pretraining"]["reused"] else "")
+            lines.append(
+                f"| {arm['name']} | {fold['fold']} | {source}, {used['pretraining']} | {used['finetuning']} | "
+                f"{used['total']} | {'not run' if real_steps is None else real_steps} |"
+            )
+    return lines + [""]
 
 
 def _test_set_title(name: str, results: Mapping[str, Any]) -> str:
@@ -206,6 +248,7 @@ def render_markdown(results: Mapping[str, Any], figure_paths: Sequence[str] = ()
         f"Hausdorff distances in {config['hausdorff_units']}.",
         "",
     ]
+    lines += finetune_budget_lines(results["arms"])
 
     for test_name in results["test_sets"]:
         arms = [a for a in results["arms"] if test_name in a["summary"]]

@@ -52,6 +52,7 @@ from monai_synth.evaluation.config import StudyConfig
 from monai_synth.evaluation.inference import save_study_model
 from monai_synth.evaluation.segmentation import (
     SCORE_NAMES,
+    TrainingResult,
     build_network,
     class_mean,
     network_class,
@@ -171,13 +172,18 @@ def _default_class_names(num_classes: int) -> dict[int, str]:
     return {i: ("background" if i == 0 else f"label_{i}") for i in range(num_classes)}
 
 
+def _state_copy(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of ``network``'s weights (a finetune arm's starting point)."""
+    return {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+
+
 def _training_item(item: Mapping[str, Any]) -> dict[str, Any]:
     """Only image and label go to the data loader (bookkeeping keys may hold values it cannot collate)."""
     return {"image": item["image"], "label": item["label"]}
 
 
 class SyntheticEvaluationStudy:
-    """Real-only / synthetic-only / hybrid segmentation study with statistics and a report.
+    """Real-only / synthetic-only / hybrid / fine-tuned segmentation study with statistics and a report.
 
     Args:
         config: the settings; or the output folder, the other settings then given as keywords
@@ -223,6 +229,7 @@ class SyntheticEvaluationStudy:
         self._preprocessing: dict[str, Any] = {}
         self._distance_units: dict[str, str] = {}
         self._spacing_cache: dict[str, tuple[float, float] | None] = {}
+        self._pretrained: dict[str, tuple[dict[str, torch.Tensor], TrainingResult]] = {}
         if config.mlflow_tracking_uri:
             require_mlflow()
 
@@ -659,6 +666,8 @@ class SyntheticEvaluationStudy:
                 "num_real": "all" if arm.num_real is None else arm.num_real,
                 "hybrid_real_fraction": arm.real_fraction if arm.real_fraction is not None else "",
                 "augment": arm.augment,
+                "pretrain_arm": arm.pretrain_arm or "",
+                "finetune_real_arm": arm.real_arm or "",
             }
         return params
 
@@ -732,31 +741,72 @@ class SyntheticEvaluationStudy:
                         ) from e
 
     def _run_folds(self, arms, arm_results, splits, pools, test_sets, num_classes, class_names, tracker) -> None:
-        """Every arm on every fold; the arm's MLflow handler (if any) goes to its trainer and evaluator."""
+        """Every arm on every fold; the arm's MLflow handler (if any) goes to its trainer and evaluator.
+
+        The best weights of a synthetic arm that a finetune arm pre-trains as are kept (in memory, for
+        the fold) so that the finetune arm starts from them instead of training that arm again.
+        """
+        pretrain_names = {arm.pretrain_arm for arm in arms if arm.kind == "finetune"}
         for fold, split in enumerate(splits):
             if self.config.fold is not None and fold != self.config.fold:
                 continue
+            self._pretrained = {}
             fold_tests = {**test_sets, TEST_R: (split["test"], _item_ids(split["test"]))}
             for arm, record in zip(arms, arm_results):
                 handlers = [tracker.handler(arm)] if tracker is not None else []
                 self._run_arm(arm, record, fold, len(splits), split, pools, fold_tests, num_classes, class_names,
-                              handlers)  # fmt: skip
+                              handlers, keep=arm.name in pretrain_names)  # fmt: skip
+            self._pretrained = {}
 
-    def _run_arm(
-        self, arm: ArmSpec, record, fold, num_folds, split, pools, test_sets, num_classes, class_names, handlers
-    ) -> None:
-        """Train ``arm`` on ``fold`` (``handlers`` attached to its trainer and evaluator), score every test set."""
+    def _train_arm(
+        self,
+        arm: ArmSpec,
+        fold: int,
+        split,
+        pools,
+        num_classes: int,
+        prefix: str,
+        handlers,
+        metric_prefix: str,
+        initial_state: Mapping[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.nn.Module, TrainingResult, dict[str, int]]:
+        """Train one network on ``arm``'s training pairs (a real, synthetic or hybrid arm) with the study's settings.
+
+        Args:
+            arm: the arm (for a finetune arm: one of its two stages, see ``ArmSpec.pretraining`` / ``finetuning``).
+            fold: the fold (seeds the initial weights, shuffling and augmentation: ``seed + fold``).
+            split: the fold's real split (its ``validation`` items select the model).
+            pools: generated set name -> training pool.
+            num_classes: classes including background.
+            prefix: prefix of log messages.
+            handlers: MLflow handlers for the trainer and evaluator.
+            metric_prefix: prefix of the logged metric names.
+            initial_state: weights loaded into the freshly built network before training (``None``: the
+                fold's initial weights, the same for every arm).
+
+        Returns:
+            ``(network with its best weights, training result, counts)``; counts holds ``num_real_train``,
+            ``num_real_cases``, ``num_real_oversampled`` and ``num_synthetic_train``.
+        """
         c = self.config
         real_train, synthetic_train = arm_training_items(arm, split["training"], pools, c.seed)
         real_used = oversample_real(real_train, len(synthetic_train), arm.real_fraction)
         train = real_used + synthetic_train
-        prefix = f"fold {fold + 1}/{num_folds} {arm.name}"
+        counts = {
+            "num_real_train": len(real_train),
+            "num_real_cases": len({str(i["case_id"]) for i in real_train}),
+            "num_real_oversampled": len(real_used),
+            "num_synthetic_train": len(synthetic_train),
+        }
         logger.info(
-            "%s: %d real (%d case(s), %d after oversampling) + %d generated training pairs",
-            prefix, len(real_train), len({str(i["case_id"]) for i in real_train}), len(real_used), len(synthetic_train),
+            "%s: %d real (%d case(s), %d after oversampling) + %d generated training pairs%s",
+            prefix, len(real_train), counts["num_real_cases"], len(real_used), len(synthetic_train),
+            "" if initial_state is None else ", starting from the pre-trained weights",
         )  # fmt: skip
         set_determinism(seed=c.seed + fold)  # same initial weights for every arm of a fold
         network = build_network(c.network, train[0]["image"].shape[0], num_classes, **c.network_kwargs)
+        if initial_state is not None:
+            network.load_state_dict(initial_state)
         augmentation = standard_augmentation(c.image_size, **c.augmentation_kwargs) if arm.augment else None
         training = train_segmentation_network(
             network,
@@ -777,19 +827,60 @@ class SyntheticEvaluationStudy:
             log_prefix=prefix,
             train_handlers=handlers,
             val_handlers=handlers,
-            metric_prefix=f"fold{fold}_",
+            metric_prefix=metric_prefix,
             optimizer=c.optimizer,
             momentum=c.momentum,
             nesterov=c.nesterov,
             weight_decay=c.weight_decay,
         )
         set_determinism(seed=None)
+        return network, training, counts
+
+    def _run_arm(
+        self, arm: ArmSpec, record, fold, num_folds, split, pools, test_sets, num_classes, class_names, handlers,
+        keep: bool = False,
+    ) -> None:  # fmt: skip
+        """Train ``arm`` on ``fold`` (``handlers`` attached to its trainer and evaluator), score every test set.
+
+        A finetune arm trains in two stages: stage 1 is its synthetic arm (its kept best weights when that
+        arm ran in this fold, else trained here with metric names ``fold<k>_pretrain_*``); stage 2 trains
+        on its real arm's cases with the real arm's settings, from the stage-1 weights, with a fresh
+        optimiser. ``keep``: remember this arm's best weights for the finetune arms of the fold.
+        """
+        c = self.config
+        prefix = f"fold {fold + 1}/{num_folds} {arm.name}"
+        pretraining: dict[str, Any] | None = None
+        if arm.kind == "finetune":
+            stage1 = arm.pretraining()
+            if stage1.name in self._pretrained:
+                state, stage1_training = self._pretrained[stage1.name]
+                reused = True
+                logger.info("%s: stage 1 = the best weights of %s (trained in this fold)", prefix, stage1.name)
+            else:
+                stage1_network, stage1_training, _ = self._train_arm(
+                    stage1, fold, split, pools, num_classes, f"{prefix} stage 1 ({stage1.name})", handlers,
+                    f"fold{fold}_pretrain_",
+                )  # fmt: skip
+                state, reused = _state_copy(stage1_network), False
+            pretraining = {"arm": stage1.name, "reused": reused, "training": stage1_training.as_dict()}
+            network, training, counts = self._train_arm(
+                arm.finetuning(), fold, split, pools, num_classes, f"{prefix} stage 2 (as {arm.real_arm})", handlers,
+                f"fold{fold}_", initial_state=state,
+            )  # fmt: skip
+            counts["num_synthetic_train"] = arm.num_synthetic
+        else:
+            network, training, counts = self._train_arm(
+                arm, fold, split, pools, num_classes, prefix, handlers, f"fold{fold}_"
+            )
+            if keep:
+                self._pretrained[arm.name] = (_state_copy(network), training)
+        in_channels = split["training"][0]["image"].shape[0]  # generated sets are checked to have the same channels
         model_path = None
         if c.save_models:
             model_path = self.output_dir / "models" / _safe_name(arm.name) / f"fold{fold}" / "model.pt"
         if model_path is not None and distributed.is_rank_zero():
             save_study_model(
-                model_path, network, c.network, c.network_kwargs, train[0]["image"].shape[0], num_classes,
+                model_path, network, c.network, c.network_kwargs, in_channels, num_classes,
                 c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
                 best_epoch=training.best_epoch,
             )  # fmt: skip
@@ -816,20 +907,30 @@ class SyntheticEvaluationStudy:
                         case[f"{score}_mean"] = float(class_mean(volume[score]))
                     record["cases"][test_name + VOLUME_SUFFIX].append(case)
         eval_seconds = time.perf_counter() - eval_start
-        record["folds"].append(
-            {
-                "fold": fold,
-                "num_real_train": len(real_train),
-                "num_real_cases": len({str(i["case_id"]) for i in real_train}),
-                "num_real_oversampled": len(real_used),
-                "num_synthetic_train": len(synthetic_train),
-                "num_validation": len(split["validation"]),
-                "training": training.as_dict(),
-                "train_seconds": training.seconds,
-                "eval_seconds": eval_seconds,
-                "model": None if model_path is None else model_path.relative_to(self.output_dir).as_posix(),
+        fold_record = {
+            "fold": fold,
+            **counts,
+            "num_validation": len(split["validation"]),
+            "training": training.as_dict(),
+            "train_seconds": training.seconds,
+            "eval_seconds": eval_seconds,
+            "model": None if model_path is None else model_path.relative_to(self.output_dir).as_posix(),
+        }
+        if pretraining is not None:
+            # the budget, honestly: the fine-tune stage had the real arm's budget, the pre-training came on top
+            steps = pretraining["training"]["iterations"]
+            fold_record["pretraining"] = pretraining
+            fold_record["real_cases"] = sorted(
+                {str(i["case_id"]) for i in real_subset(split["training"], arm.num_real, c.seed)}
+            )
+            fold_record["optimizer_steps"] = {
+                "pretraining": steps,
+                "finetuning": training.iterations,
+                "total": steps + training.iterations,
             }
-        )
+            if not pretraining["reused"]:
+                fold_record["train_seconds"] += pretraining["training"]["seconds"]
+        record["folds"].append(fold_record)
         dice = np.nanmean([r["dice_mean"] for r in record["cases"][TEST_R] if r["fold"] == fold])
         logger.info("%s: best epoch %d, test-R Dice %.4f (%.1f s)", prefix, training.best_epoch, dice, training.seconds)
 
