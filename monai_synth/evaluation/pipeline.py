@@ -6,7 +6,7 @@ fold's generator training datalist (the first ``R`` real training cases, by
 :meth:`~monai_synth.evaluation.study.SyntheticEvaluationStudy.write_generator_datalist`), trains every
 generator recipe on exactly that datalist through its own bundle's ``train.json``, draws ``num_synthetic``
 pairs with its ``generate.json``, and trains the study arms (``real_r<R>``, ``hybrid-<gen>_r<R>_n<N>``,
-``synthetic-<gen>_r<R>_n<N>``) on the same fold, scoring each on the fold's real test cases and every
+``synthetic-<gen>_r<R>_n<N>``, ``finetune-<gen>_r<R>_n<N>``) on the same fold, scoring each on the fold's real test cases and every
 external test set. A generator only ever receives the datalist its stage wrote, so no scored case can
 reach it; the report checks it again from the written files (generator ids within the fold's training ids,
 none among its validation or test ids).
@@ -60,7 +60,7 @@ _OWNED_GENERATE = ("generator_path", "generated_dir", "output_dir", "num_samples
 COMPLETE = "complete.json"
 #: iterations per epoch of every segmentation arm unless ``--study`` sets ``epoch_length`` (equal budgets).
 EQUAL_BUDGET_EPOCH_LENGTH = 20
-PIPELINE_ARMS = ("real", "hybrid", "synthetic")
+PIPELINE_ARMS = ("real", "hybrid", "synthetic", "finetune")
 _STATISTICS_SCORES = ("dice", "hd95")
 
 
@@ -164,7 +164,9 @@ class SyntheticEvaluationPipeline:
         num_synthetic: generated pairs drawn per generator and used by its synthetic / hybrid arms.
         generators: ``{name: {"bundle": "paired_dcgan" | "datasetgan", "overrides": {train.json settings},
             "generate_overrides": {generate.json settings}}}``; ``None``: :data:`DEFAULT_GENERATORS`.
-        arms: arm kinds from ``("real", "hybrid", "synthetic")``.
+        arms: arm kinds from ``("real", "hybrid", "synthetic", "finetune")``; a finetune arm pre-trains on the
+            generator's pairs (as its synthetic arm, trained again inside the finetune stage), then fine-tunes
+            on the ``R`` real cases with the real arm's budget.
         image_size: size of every image (real data, generators, segmentation networks).
         study: further :class:`~monai_synth.evaluation.config.StudyConfig` settings of every arm
             (``max_epochs``, ``batch_size``, ``network``, ...).
@@ -501,6 +503,8 @@ class SyntheticEvaluationPipeline:
             results = SyntheticEvaluationStudy(config, feature_extractor=self.feature_extractor).run()
             (record,) = results["arms"]
             fold_split = results["data"]["splits"][fold]
+            trained = record["folds"][0]
+            steps = trained.get("optimizer_steps") or {"total": trained["training"]["iterations"]}
             return {
                 "arm": arm,
                 "cases": record["cases"],
@@ -512,6 +516,7 @@ class SyntheticEvaluationPipeline:
                 "num_real_train": record["folds"][0]["num_real_train"],
                 "num_synthetic_train": record["folds"][0]["num_synthetic_train"],
                 "best_epoch": record["folds"][0]["training"].get("best_epoch"),
+                "optimizer_steps": steps,
                 "generative_metrics": (results.get("generative_metrics") or {}).get(name),
             }
 
@@ -615,7 +620,7 @@ class SyntheticEvaluationPipeline:
                 plan: list[tuple[str, str | None, Stage | None]] = []
                 if "real" in self.arms:
                     plan.append(("real", None, None))
-                for kind in ("hybrid", "synthetic"):
+                for kind in ("hybrid", "synthetic", "finetune"):
                     if kind in self.arms:
                         plan += [(kind, name, gen) for name, (_, gen) in trained.items()]
                 fold_split = None
@@ -684,6 +689,7 @@ class SyntheticEvaluationPipeline:
                     cases.setdefault(test_name, []).extend(records)
             arms[arm] = {
                 **{k: v for k, v in arm_meta[arm].items() if k != "class_names"},
+                "optimizer_steps": [out.get("optimizer_steps") for out in outs],
                 "cases": cases,
                 "summary": {t: summarize_cases(r, class_names) for t, r in cases.items()},
             }

@@ -4,8 +4,9 @@
 :class:`~monai_synth.evaluation.pipeline.SyntheticEvaluationPipeline` run into one paragraph per test set
 (does adding generated pairs help, by how much, how sure the Nemenyi or Wilcoxon test is, at which
 ``num_real``); :func:`write_pipeline_report` writes ``report.md`` and its figures: Dice against
-``num_real`` per arm (error bars), Dice per case of the real arm against each hybrid arm (paired scatter),
-and every generator's sample grid.
+``num_real`` per arm (error bars), Dice per case of the real arm against each hybrid and finetune arm (paired
+scatter), and every generator's sample grid. Finetune arms (pre-training on the generated pairs, then
+fine-tuning on the real cases) count in the verdict like hybrid arms: each against the real arm of its ``R``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,10 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, str]:
                     continue
                 outcome, test = _test_words(dice_stats, name, real)
                 pairs = f"{arm['num_synthetic']} {arm['generator']} pairs"
-                what = f"{pairs} alone give" if arm["kind"] == "synthetic" else f"adding {pairs} gives"
+                what = {
+                    "synthetic": f"{pairs} alone give",
+                    "finetune": f"pre-training on {pairs}, then fine-tuning on the real cases ({_steps_words(arm)}), gives",
+                }.get(arm["kind"], f"adding {pairs} gives")
                 verb = {"better": "significantly better", "worse": "significantly worse"}.get(
                     outcome, "not significantly different"
                 )
@@ -88,8 +92,9 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, str]:
                     f"{what} mean Dice {value:.3f} against {base:.3f} for the real cases alone ({value - base:+.3f}), "
                     f"{verb} at alpha = {alpha} ({test})"
                 )
-                if arm["kind"] == "hybrid" and outcome != "no difference":
-                    where = f"{arm['generator']} with {_r_label(tag)} ({value - base:+.3f} Dice)"
+                if arm["kind"] in ("hybrid", "finetune") and outcome != "no difference":
+                    how = " as pre-training" if arm["kind"] == "finetune" else ""
+                    where = f"{arm['generator']}{how} with {_r_label(tag)} ({value - base:+.3f} Dice)"
                     (helped if outcome == "better" else hurt).append(where)
             sentences.append(f"With {_r_label(tag)}: " + "; ".join(parts) + ".")
         if helped:
@@ -103,6 +108,14 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, str]:
         tail = f" ({folds} fold(s); the arms of one number of real cases share their real cases and initial weights.)"
         out[test_set] = " ".join([head, *sentences]) + tail
     return out
+
+
+def _steps_words(arm: Mapping[str, Any]) -> str:
+    """The budget of a finetune arm in words: the fine-tune stage had the real arm's, the pre-training came on top."""
+    steps = [s for s in arm.get("optimizer_steps") or [] if s and "pretraining" in s]
+    pre = sorted({s["pretraining"] for s in steps})
+    pre_text = "" if not pre else f" ({pre[0] if len(pre) == 1 else f'{pre[0]}-{pre[-1]}'} per fold)"
+    return f"the fine-tune stage with the same budget as the real arm, the pre-training steps{pre_text} on top"
 
 
 def _r(arm: Mapping[str, Any]) -> str:
@@ -140,7 +153,7 @@ def plot_dice_vs_num_real(results: Mapping[str, Any], path: str | os.PathLike, t
 
 
 def plot_paired_cases(results: Mapping[str, Any], path: str | os.PathLike, test_set: str = "test_R") -> Path | None:
-    """Dice per case: the real arm (x) against each hybrid arm (y) of the same ``num_real``, one panel per R."""
+    """Dice per case: the real arm (x) against each hybrid / finetune arm (y) of the same ``num_real``, one panel per R."""
     from matplotlib.figure import Figure
 
     arms = results["arms"]
@@ -148,7 +161,7 @@ def plot_paired_cases(results: Mapping[str, Any], path: str | os.PathLike, test_
     panels = []
     for tag in tags:
         real = next((a for a in arms.values() if a["kind"] == "real" and _r(a) == tag), None)
-        hybrids = {n: a for n, a in arms.items() if a["kind"] == "hybrid" and _r(a) == tag}
+        hybrids = {n: a for n, a in arms.items() if a["kind"] in ("hybrid", "finetune") and _r(a) == tag}
         if real is not None and hybrids:
             panels.append((tag, real, hybrids))
     if not panels:
@@ -163,7 +176,8 @@ def plot_paired_cases(results: Mapping[str, Any], path: str | os.PathLike, test_
             pairs = [p for p in pairs if all(v is not None and math.isfinite(float(v)) for v in p)]
             if pairs:
                 xy = np.asarray(pairs, dtype=float)
-                axes.scatter(xy[:, 0], xy[:, 1], s=14, alpha=0.7, color=f"C{k}", label=arm["generator"])
+                label = arm["generator"] + (" (finetune)" if arm["kind"] == "finetune" else "")
+                axes.scatter(xy[:, 0], xy[:, 1], s=14, alpha=0.7, color=f"C{k}", label=label)
         axes.plot([0, 1], [0, 1], "k--", linewidth=0.8)
         axes.set_xlim(0, 1), axes.set_ylim(0, 1)
         axes.set_xlabel(f"Dice, real only (R = {tag})")
@@ -181,19 +195,29 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "inf" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _budget_sentence(study: Mapping[str, Any]) -> str:
-    """Whether the arms were compared at equal optimiser budgets (the verdict is only fair then)."""
+def _budget_sentence(study: Mapping[str, Any], arms: Sequence[str] = ()) -> str:
+    """Whether the arms were compared at equal optimiser budgets (the verdict is only fair then), and what the
+    finetune arms' budget was when there are any."""
     epochs = study.get("max_epochs", "the default number of")
     if study.get("epoch_length") is None:
-        return (
+        text = (
             f"**Unequal training budgets**: every arm ran {epochs} epochs of one pass over its own training pairs, "
             "so arms with generated pairs took more optimiser steps than real-only arms; part of any difference "
             "is that extra training. Set `epoch_length` in `--study` for equal budgets."
         )
-    return (
-        f"Equal training budgets: every arm ran {epochs} epochs of {study['epoch_length']} iterations "
-        "(batch size as in `--study`), whatever the number of its training pairs."
-    )
+    else:
+        text = (
+            f"Equal training budgets: every arm ran {epochs} epochs of {study['epoch_length']} iterations "
+            "(batch size as in `--study`), whatever the number of its training pairs."
+        )
+    if "finetune" in arms:
+        text += (
+            " Finetune arms: the fine-tune stage had the same budget as the real arm of the same R (the same real "
+            "cases, validation cases, early stopping, epochs, epoch length and learning rate, a fresh optimiser); "
+            "the pre-training steps on the generated pairs (the synthetic arm's training) came on top, see "
+            "`optimizer_steps` in results.json."
+        )
+    return text
 
 
 def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
@@ -208,7 +232,7 @@ def _markdown(results: Mapping[str, Any], figures: Mapping[str, str]) -> str:
         f"Real data: {source}; {s['folds']} fold(s); num_real {s['num_real']}; {s['num_synthetic']} generated pairs "
         f"per generator; image size {s['image_size']}; arms {s['arms']}; seed {s['seed']}.",
         "",
-        _budget_sentence(s.get("study") or {}),
+        _budget_sentence(s.get("study") or {}, s.get("arms") or ()),
         "",
         "**No leakage, by construction**: for every fold and num_real the pipeline writes the fold's generator "
         "training datalist first, and each generator trains on that file only. Checked from the written files: "

@@ -229,3 +229,51 @@ def test_quickstart_generators_are_not_collapsed(tmp_path: Path) -> None:
     assert "samples_dcgan_f0_r10.png" in report and "dice_vs_num_real_test_R.png" in report
     generated = list((output_dir / "stages").glob("generate-dcgan-f0-r10-*/generated/datalist.json"))
     assert len(json.loads(generated[0].read_text())["training"]) == 200
+
+
+def test_finetune_arm_through_the_pipeline(tmp_path: Path) -> None:
+    """``--arms "['real','finetune']"``: one fold, one R; the verdict compares the finetune arm with real_r3."""
+    output_dir = tmp_path / "finetune"
+    args = with_overrides(_args(output_dir), folds="1", num_real="[3]")
+    ok(bundle([*args, "--arms", "['real','finetune']"], cwd=tmp_path))
+    results = json.loads((output_dir / "results.json").read_text())
+    assert sorted(results["arms"]) == ["finetune-dcgan_r3_n6", "real_r3"]
+    finetune, real = results["arms"]["finetune-dcgan_r3_n6"], results["arms"]["real_r3"]
+    assert finetune["kind"] == "finetune" and finetune["num_synthetic"] == 6
+    assert finetune["summary"]["test_R"]["num_cases"] == real["summary"]["test_R"]["num_cases"] > 0
+    (steps,) = finetune["optimizer_steps"]
+    (real_steps,) = real["optimizer_steps"]
+    # equal budgets: 1 epoch of 20 iterations for the fine-tune stage and for real_r3; pre-training on top
+    assert steps == {"pretraining": 20, "finetuning": 20, "total": 40} and real_steps == {"total": 20}
+    assert "finetune-dcgan_r3_n6" in results["statistics"]["test_R"]["3"]["dice"]["methods"]
+    verdict = results["verdict"]["test_R"]
+    assert "pre-training on 6 dcgan pairs, then fine-tuning on the real cases" in verdict
+    assert "With 3 real training cases" in verdict
+    report = (output_dir / "report.md").read_text()
+    assert "Finetune arms: the fine-tune stage had the same budget as the real arm of the same R" in report
+    assert "pre-training steps on the generated pairs (the synthetic arm's training) came on top" in report
+    assert (output_dir / "figures" / "paired_cases_test_R.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_verdict_counts_a_finetune_arm_like_a_hybrid_arm() -> None:
+    from monai_synth.evaluation.pipeline_report import verdicts
+
+    def arm(kind: str, dice: float) -> dict:
+        steps = [{"pretraining": 40, "finetuning": 20, "total": 60}] if kind == "finetune" else [{"total": 20}]
+        summary = {"test_R": {"dice": {"mean": dice}}}
+        return {"kind": kind, "generator": "dcgan", "num_real": 30, "num_synthetic": 500, "summary": summary,
+                "optimizer_steps": steps}  # fmt: skip
+
+    stats = {"test": "wilcoxon", "n_cases": 40, "pairwise_p": {"finetune-dcgan_r30_n500": {"real_r30": 0.001}},
+             "outcome": {"finetune-dcgan_r30_n500": {"real_r30": "better"}}}  # fmt: skip
+    results = {
+        "arms": {"real_r30": arm("real", 0.80), "finetune-dcgan_r30_n500": arm("finetune", 0.85)},
+        "statistics": {"test_R": {"30": {"dice": stats}}},
+        "settings": {"folds": 1},
+        "test_sets": ["test_R"],
+    }
+    text = verdicts(results)["test_R"]
+    assert text.startswith("On test_R, synthetic data helps: dcgan as pre-training with 30 real training cases (+0.050")
+    assert "the pre-training steps (40 per fold) on top" in text
+    stats["outcome"]["finetune-dcgan_r30_n500"]["real_r30"] = "worse"
+    assert verdicts(results)["test_R"].startswith("On test_R, synthetic data does not help; it hurts: dcgan as")
