@@ -8,6 +8,9 @@ training pool, so the sets of a sweep are nested and the same in every fold. The
 case (patient or volume) once (``folds=1``: train / validation / test fractions) or in ``folds`` group
 folds; every arm of a fold uses the same split, the same initial weights and the same real validation
 cases for model selection, and any case or file shared between training and test data is refused.
+A ``finetune`` arm starts from the best weights of its synthetic arm (pre-training; taken from that arm
+when it ran in the same fold, else trained first) and is then trained exactly as its real arm (same real
+cases, validation, budget); ``results.json`` records the optimiser steps of both stages.
 
 Results (per case, per class, per fold), mean +- std summaries and Friedman + Nemenyi (or Wilcoxon)
 statistics across arms (:mod:`~monai_synth.evaluation.statistics`), FID/KID of every generated set

@@ -57,6 +57,34 @@ def test_tiny_study_through_monai_bundle_run(tmp_path: Path) -> None:
     assert len(results["mlflow"]["run_ids"]) == 3 and (output_dir / "mlflow.db").is_file()
 
 
+def test_finetune_study_through_monai_bundle_run(tmp_path: Path) -> None:
+    """``--arms "['real','synthetic','finetune']"``: the finetune arm starts from the synthetic arm of the fold."""
+    output_dir = tmp_path / "eval"
+    result = _run(
+        [
+            "run", "--config_file", str(BUNDLE / "configs" / "evaluate.json"),
+            "--arms", "['real','synthetic','finetune']", "--num_synthetic", "[4]", "--num_real", "[3]",
+            "--max_epochs", "1", "--epoch_length", "2", "--image_size", "32", "--phantom_samples", "10",
+            "--phantom_generated_samples", "10", "--compute_fid", "False", "--device", "cpu",
+            "--output_dir", str(output_dir),
+        ],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((output_dir / "results.json").read_text())
+    assert [a["name"] for a in results["arms"]] == ["real_r3", "synthetic_n4", "finetune_r3_n4"]
+    finetune = results["arms"][2]
+    (fold,) = finetune["folds"]
+    assert fold["pretraining"]["arm"] == "synthetic_n4" and fold["pretraining"]["reused"] is True
+    assert fold["optimizer_steps"] == {"pretraining": 2, "finetuning": 2, "total": 4}
+    assert fold["real_cases"] == results["data"]["real_subsets"][0]["3"]
+    assert "finetune_r3_n4" in results["statistics"]["test_R"]["dice"]["methods"]
+    report = (output_dir / "report.md").read_text()
+    assert "| finetune_r3_n4 | 4 generated, then 3 real |" in report
+    assert "the fine-tune stage had the same budget as real_r3" in report
+    assert (output_dir / "models" / "finetune_r3_n4" / "fold0" / "model.pt").is_file()
+
+
 def test_unknown_override_is_refused(tmp_path: Path) -> None:
     result = _run(
         [
