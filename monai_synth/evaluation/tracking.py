@@ -6,9 +6,10 @@ output folder), gives the study one ``monai.handlers.MLFlowHandler`` per arm to 
 their trainers), and when the study ends logs each arm's summary scores and closes the runs.
 
 What a run holds: the arm's parameters (``arm``, ``kind``, ``synthetic_set``, ``num_synthetic``,
-``num_real_train``, ``augment`` and the shared settings ``network``, ``max_epochs``, ``image_size``,
-``learning_rate``, ``batch_size``, ``loss``, ``folds``, ``seed``, ``patience``, ``real_dataset``), the
-learning curves ``fold<k>_train_loss`` and ``fold<k>_val_dice`` per epoch, and after the study
+``num_real_train``, ``augment``, ``pretrain_arm`` / ``finetune_real_arm`` of a finetune arm, and the shared
+settings ``network``, ``max_epochs``, ``image_size``, ``learning_rate``, ``batch_size``, ``loss``, ``folds``,
+``seed``, ``patience``, ``real_dataset``), the learning curves ``fold<k>_train_loss`` and ``fold<k>_val_dice``
+per epoch (a finetune arm that trains its own pre-training stage also ``fold<k>_pretrain_*``), and after the study
 ``<test set>_<score>_mean`` / ``_std`` (e.g. ``test_R_dice_mean``) and ``train_seconds``.
 
 MLflow 3 refuses the plain file store (``file:`` / ``./mlruns``); a local SQLite store needs no server:

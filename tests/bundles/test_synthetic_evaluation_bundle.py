@@ -66,7 +66,7 @@ def test_finetune_study_through_monai_bundle_run(tmp_path: Path) -> None:
             "--arms", "['real','synthetic','finetune']", "--num_synthetic", "[4]", "--num_real", "[3]",
             "--max_epochs", "1", "--epoch_length", "2", "--image_size", "32", "--phantom_samples", "10",
             "--phantom_generated_samples", "10", "--compute_fid", "False", "--device", "cpu",
-            "--output_dir", str(output_dir),
+            "--output_dir", str(output_dir), "--mlflow_tracking_uri", f"sqlite:///{output_dir}/mlflow.db",
         ],
         cwd=tmp_path,
     )  # fmt: skip
@@ -83,6 +83,12 @@ def test_finetune_study_through_monai_bundle_run(tmp_path: Path) -> None:
     assert "| finetune_r3_n4 | 4 generated, then 3 real |" in report
     assert "the fine-tune stage had the same budget as real_r3" in report
     assert (output_dir / "models" / "finetune_r3_n4" / "fold0" / "model.pt").is_file()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{output_dir}/mlflow.db")
+    run = client.get_run(results["mlflow"]["run_ids"][2])
+    assert run.info.run_name == "finetune_r3_n4" and run.data.params["pretrain_arm"] == "synthetic_n4"
+    assert "test_R_dice_mean" in run.data.metrics and "fold0_val_dice" in run.data.metrics
 
 
 def test_unknown_override_is_refused(tmp_path: Path) -> None:
