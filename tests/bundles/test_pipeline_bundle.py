@@ -33,7 +33,7 @@ GENERATORS = {
 TINY = [
     "--folds", "2", "--num_real", "[3, null]", "--num_synthetic", "6", "--image_size", "32", "--phantom_samples", "12",
     "--study", "{'max_epochs': 1, 'batch_size': 4}", "--compute_fid", "False", "--diversity_samples", "8",
-    "--generators", repr(GENERATORS), "--bundles_dir", str(REPO / "bundles"),
+    "--generators", repr(GENERATORS), "--bundles_dir", str(REPO / "bundles"), "--arms", "['real', 'hybrid']",
 ]  # fmt: skip
 
 
@@ -234,8 +234,8 @@ def test_quickstart_generators_are_not_collapsed(tmp_path: Path) -> None:
 def test_finetune_arm_through_the_pipeline(tmp_path: Path) -> None:
     """``--arms "['real','finetune']"``: one fold, one R; the verdict compares the finetune arm with real_r3."""
     output_dir = tmp_path / "finetune"
-    args = with_overrides(_args(output_dir), folds="1", num_real="[3]")
-    ok(bundle([*args, "--arms", "['real','finetune']"], cwd=tmp_path))
+    args = with_overrides(_args(output_dir), folds="1", num_real="[3]", arms="['real','finetune']")
+    ok(bundle(args, cwd=tmp_path))
     results = json.loads((output_dir / "results.json").read_text())
     assert sorted(results["arms"]) == ["finetune-dcgan_r3_n6", "real_r3"]
     finetune, real = results["arms"]["finetune-dcgan_r3_n6"], results["arms"]["real_r3"]
