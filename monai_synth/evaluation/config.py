@@ -37,6 +37,7 @@ _INTEGERS = {  # setting -> minimum
     "phantom_generated_seed": 0,
     "fid_batch_size": 1,
     "seed": 0,
+    "training_seed": 0,
 }
 _FRACTIONS = ("val_fraction", "test_fraction", "synthetic_test_fraction")
 _FLAGS = ("compute_fid", "amp", "figures", "save_models")
@@ -112,7 +113,11 @@ class StudyConfig:
         mlflow_experiment_name: MLflow experiment name.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         amp: mixed precision on CUDA.
-        seed: seed of the splits, the generated subsets, weight initialisation (``seed + fold``) and shuffling.
+        seed: seed of the splits, the generated subsets and, unless ``training_seed`` is given, of weight
+            initialisation (``seed + fold``) and shuffling.
+        training_seed: seed of weight initialisation and shuffling only (``training_seed + fold``), the splits
+            and subsets still drawn with ``seed``: repeat a study with other initialisations on exactly the
+            same cases (e.g. when the generators were trained on that split). ``None``: ``seed``.
         alpha: significance level of the statistics.
         figures: draw PNG figures (needs matplotlib).
         num_real: numbers ``R`` of real training cases (nested case-level subsets of each fold's real
@@ -185,6 +190,7 @@ class StudyConfig:
     device: str = "auto"
     amp: bool = False
     seed: int = 0
+    training_seed: int | None = None
     alpha: float = 0.05
     figures: bool = True
     num_real: int | Sequence[int | None] | None = None
@@ -236,13 +242,15 @@ class StudyConfig:
             setattr(self, name, dict(value or {}))
         for name, minimum in _INTEGERS.items():
             value = getattr(self, name)
-            if name == "epoch_length" and value is None:
+            if name in ("epoch_length", "training_seed") and value is None:
                 continue
             if not _is_int(value):
                 raise _refuse(name, "an integer", value)
             if value < minimum:
                 raise ValueError(f"--{name} must be >= {minimum}, got {value!r}.")
             setattr(self, name, int(value))
+        if self.training_seed is None:
+            self.training_seed = self.seed
         for name in ("learning_rate", "alpha", *_FRACTIONS):
             value = getattr(self, name)
             if not isinstance(value, Real) or _is_bool(value):

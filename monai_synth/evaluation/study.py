@@ -597,7 +597,7 @@ class SyntheticEvaluationStudy:
             "seeds": {
                 "split": c.seed,
                 "synthetic_subsets": c.seed,
-                "weights_and_shuffling": [c.seed + f for f in range(len(splits))],
+                "weights_and_shuffling": [c.training_seed + f for f in range(len(splits))],
                 "phantom_real_first_seed": c.phantom_seed if c.real_dataset_dir is None else None,
                 "phantom_generated_first_seed": c.phantom_generated_seed if self._uses_phantom_standin() else None,
             },
@@ -777,7 +777,7 @@ class SyntheticEvaluationStudy:
 
         Args:
             arm: the arm (for a finetune arm: one of its two stages, see ``ArmSpec.pretraining`` / ``finetuning``).
-            fold: the fold (seeds the initial weights, shuffling and augmentation: ``seed + fold``).
+            fold: the fold (seeds the initial weights, shuffling and augmentation: ``training_seed + fold``).
             split: the fold's real split (its ``validation`` items select the model).
             pools: generated set name -> training pool.
             num_classes: classes including background.
@@ -806,7 +806,7 @@ class SyntheticEvaluationStudy:
             prefix, len(real_train), counts["num_real_cases"], len(real_used), len(synthetic_train),
             "" if initial_state is None else ", starting from the pre-trained weights",
         )  # fmt: skip
-        set_determinism(seed=c.seed + fold)  # same initial weights for every arm of a fold
+        set_determinism(seed=c.training_seed + fold)  # same initial weights for every arm of a fold
         network = build_network(c.network, train[0]["image"].shape[0], num_classes, **c.network_kwargs)
         if initial_state is not None:
             network.load_state_dict(initial_state)
@@ -826,7 +826,7 @@ class SyntheticEvaluationStudy:
             augmentation=augmentation,
             device=self.device,
             amp=c.amp,
-            seed=c.seed + fold,
+            seed=c.training_seed + fold,
             log_prefix=prefix,
             train_handlers=handlers,
             val_handlers=handlers,
@@ -884,7 +884,7 @@ class SyntheticEvaluationStudy:
         if model_path is not None and distributed.is_rank_zero():
             save_study_model(
                 model_path, network, c.network, c.network_kwargs, in_channels, num_classes,
-                c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.seed + fold,
+                c.image_size, self._preprocessing, arm=arm.name, fold=fold, seed=c.training_seed + fold,
                 best_epoch=training.best_epoch,
             )  # fmt: skip
         eval_start = time.perf_counter()
