@@ -92,7 +92,11 @@ def test_command_line_run(config: Path, cli_runs: dict[str, tuple[Path, Future]]
     if (config.parent.parent.name, config.name) == PIPELINE_RUN:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         results = json.loads((out / "results.json").read_text())
-        assert sorted(results["arms"]) == ["finetune-dcgan_rall_n4", "hybrid-dcgan_rall_n4", "real_rall"]  # default arms
+        assert sorted(results["arms"]) == [
+            "finetune-dcgan_rall_n4",
+            "hybrid-dcgan_rall_n4",
+            "real_rall",
+        ]  # default arms
         assert results["leakage_check"]["ok"]
         assert (out / "report.md").read_text().startswith("# Does synthetic data help?")
         return
