@@ -226,13 +226,7 @@ class SemanticGANTrainer(StyleGAN2Trainer):
             ws = g.map(engine.draw_latents(shrunk), style_mixing_prob=engine.style_mixing_prob,
                        generator=engine.latent_generator)  # fmt: skip
             image, _ = g.synthesize(ws, noise_mode="random")
-            pl = engine.pl_penalty(image.float(), ws) * engine.pl_interval
-            engine.check_finite("Path-length penalty", pl)
-            engine.g_optimizer.zero_grad(set_to_none=True)
-            pl.backward()
-            engine.sync_gradients(g)
-            engine.g_optimizer.step()
-            engine.last_pl = pl.item() / engine.pl_interval
+            engine._path_length_step(image, ws)
 
         # D_r and D_m main
         g.requires_grad_(False)

@@ -244,6 +244,16 @@ class StyleGAN2Trainer(GANTrainerBase):
         optimizer.step()
         return r1.item() / self.r1_interval
 
+    def _path_length_step(self, images: torch.Tensor, ws: torch.Tensor) -> None:
+        """One lazy path-length step (float32) of the generator on ``images`` synthesised from ``ws``."""
+        pl = self.pl_penalty(images.float(), ws) * self.pl_interval
+        self.check_finite("Path-length penalty", pl)
+        self.g_optimizer.zero_grad(set_to_none=True)
+        pl.backward()
+        self.sync_gradients(self.g_network)
+        self.g_optimizer.step()
+        self.last_pl = pl.item() / self.pl_interval
+
     def _step(
         self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler, network: torch.nn.Module
     ) -> None:
@@ -291,13 +301,7 @@ class StyleGAN2Trainer(GANTrainerBase):
             fakes, ws = engine._generate(max(1, b // engine.pl_batch_shrink), reals)
             if engine.conditional:
                 fakes = fakes[:, : g.out_channels]
-            pl = engine.pl_penalty(fakes.float(), ws) * engine.pl_interval
-            engine.check_finite("Path-length penalty", pl)
-            engine.g_optimizer.zero_grad(set_to_none=True)
-            pl.backward()
-            engine.sync_gradients(g)
-            engine.g_optimizer.step()
-            engine.last_pl = pl.item() / engine.pl_interval
+            engine._path_length_step(fakes, ws)
 
         # D main
         g.requires_grad_(False)
