@@ -271,10 +271,16 @@ class GANTrainerBase(Trainer):
         self.data_loader.generator.manual_seed(pass_seed(self.seed, data_pass))
 
     # ------------------------------------------------------------------ state
+    def grad_scalers(self) -> dict[str, torch.amp.GradScaler]:
+        """The AMP scalers checkpointed with the engine state, by state key (none here; trainers add theirs)."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
-        """ignite engine state (iteration, epoch, ...) plus the latent generator state and the batch size."""
+        """ignite engine state (iteration, epoch, ...) plus the latent generator state, the batch size and the
+        AMP scaler states (:meth:`grad_scalers`)."""
         state = dict(super().state_dict())
         state["latent_rng"] = self.latent_generator.get_state()
+        state.update({key: scaler.state_dict() for key, scaler in self.grad_scalers().items()})
         if self.batch_size is not None:
             state["batch_size"] = int(self.batch_size)
         if self.world_size > 1:
@@ -288,6 +294,7 @@ class GANTrainerBase(Trainer):
             ValueError: the checkpoint was trained with another batch size or number of processes.
         """
         state_dict = dict(state_dict)
+        scalers = {key: (scaler, state_dict.pop(key, None)) for key, scaler in self.grad_scalers().items()}
         rng = state_dict.pop("latent_rng", None)
         saved_batch_size = state_dict.pop("batch_size", None)
         saved_world_size = int(state_dict.pop("world_size", 1))
@@ -308,3 +315,6 @@ class GANTrainerBase(Trainer):
         super().load_state_dict(state_dict)
         if rng is not None:
             self.latent_generator.set_state(rng)
+        for scaler, saved in scalers.values():
+            if saved:
+                scaler.load_state_dict(saved)

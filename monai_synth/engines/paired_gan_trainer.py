@@ -135,20 +135,19 @@ class PairedGANTrainer(GANTrainerBase):
         return self.draw_latents(num)
 
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`GANTrainerBase.state_dict` plus the AMP scaler state."""
+        """:meth:`GANTrainerBase.state_dict` plus the last R1 penalty."""
         state = super().state_dict()
-        state["grad_scaler"] = self.grad_scaler.state_dict()
         if self.r1_gamma > 0:
             state["last_r1"] = self.last_r1
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        scaler = state_dict.pop("grad_scaler", None)
         self.last_r1 = float(state_dict.pop("last_r1", 0.0))
         super().load_state_dict(state_dict)
-        if scaler:
-            self.grad_scaler.load_state_dict(scaler)
+
+    def grad_scalers(self) -> dict[str, torch.amp.GradScaler]:
+        return {"grad_scaler": self.grad_scaler}
 
     def _discriminate(self, x: torch.Tensor) -> torch.Tensor:
         """Discriminator logits of ``augment(x)`` (of ``x`` without augmentation)."""

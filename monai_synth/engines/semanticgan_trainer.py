@@ -150,19 +150,18 @@ class SemanticGANTrainer(StyleGAN2Trainer):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`StyleGAN2Trainer.state_dict` plus the D_m scaler and last D_m R1."""
+        """:meth:`StyleGAN2Trainer.state_dict` plus the last D_m R1 (the D_m scaler is in :meth:`grad_scalers`)."""
         state = super().state_dict()
-        state["mask_scaler"] = self.mask_scaler.state_dict()
         state["last_mask_r1"] = self.last_mask_r1
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        mask_scaler = state_dict.pop("mask_scaler", None)
         self.last_mask_r1 = float(state_dict.pop("last_mask_r1", 0.0))
         super().load_state_dict(state_dict)
-        if mask_scaler:
-            self.mask_scaler.load_state_dict(mask_scaler)
+
+    def grad_scalers(self) -> dict[str, torch.amp.GradScaler]:
+        return {**super().grad_scalers(), "mask_scaler": self.mask_scaler}
 
     def _networks(self) -> list[torch.nn.Module]:
         # D_m is broadcast and its buffers averaged under torchrun like G and D_r

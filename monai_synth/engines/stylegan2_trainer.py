@@ -160,27 +160,23 @@ class StyleGAN2Trainer(GANTrainerBase):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """:meth:`GANTrainerBase.state_dict` plus the AMP scalers, the path-length mean and the last penalties."""
+        """:meth:`GANTrainerBase.state_dict` plus the path-length mean and the last penalties."""
         state = super().state_dict()
-        state["g_scaler"] = self.g_scaler.state_dict()
-        state["d_scaler"] = self.d_scaler.state_dict()
         state["pl_mean"] = float(self.pl_penalty.mean)
         state["last_r1"], state["last_pl"] = self.last_r1, self.last_pl
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
-        g_scaler, d_scaler = state_dict.pop("g_scaler", None), state_dict.pop("d_scaler", None)
         pl_mean = state_dict.pop("pl_mean", None)
         self.last_r1 = float(state_dict.pop("last_r1", 0.0))
         self.last_pl = float(state_dict.pop("last_pl", 0.0))
         super().load_state_dict(state_dict)
-        if g_scaler:
-            self.g_scaler.load_state_dict(g_scaler)
-        if d_scaler:
-            self.d_scaler.load_state_dict(d_scaler)
         if pl_mean is not None:
             self.pl_penalty.mean.fill_(float(pl_mean))
+
+    def grad_scalers(self) -> dict[str, torch.amp.GradScaler]:
+        return {"g_scaler": self.g_scaler, "d_scaler": self.d_scaler}
 
     # ------------------------------------------------------------------ helpers
     def _networks(self) -> list[torch.nn.Module]:
