@@ -250,6 +250,33 @@ class GANTrainerBase(Trainer):
         if self.world_size > 1:
             distributed.all_reduce_gradients(modules)
 
+    def lazy_step(
+        self,
+        name: str,
+        penalty: torch.Tensor,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        interval: int,
+    ) -> float:
+        """One lazy regularisation step (R1, path length; float32, no AMP scaler) of ``network``.
+
+        Args:
+            name: the penalty's name in the non-finite error.
+            penalty: the penalty already multiplied by ``interval`` (applied every ``interval`` iterations).
+            network: the network whose gradients are averaged over the ranks.
+            optimizer: its optimiser.
+            interval: the lazy interval.
+
+        Returns:
+            The penalty per iteration (``penalty / interval``), for logging.
+        """
+        self.check_finite(name, penalty)
+        optimizer.zero_grad(set_to_none=True)
+        penalty.backward()
+        self.sync_gradients(network)
+        optimizer.step()
+        return penalty.item() / interval
+
     def synchronize(self, output: dict[str, float]) -> dict[str, float]:
         """End of an iteration: average the networks' floating buffers and the ``output`` floats over the ranks.
 

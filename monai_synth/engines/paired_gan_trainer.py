@@ -180,12 +180,9 @@ class PairedGANTrainer(GANTrainerBase):
         if engine.r1_gamma > 0 and engine.state.iteration % engine.r1_interval == 0:
             reals_r1 = reals.detach().float().requires_grad_(True)
             r1 = r1_penalty(engine._discriminate(reals_r1).float(), reals_r1, engine.r1_gamma) * engine.r1_interval
-            engine.check_finite("R1 penalty", r1)
-            engine.d_optimizer.zero_grad(set_to_none=True)
-            r1.backward()
-            engine.sync_gradients(engine.d_network)
-            engine.d_optimizer.step()
-            engine.last_r1 = r1.item() / engine.r1_interval
+            engine.last_r1 = engine.lazy_step(
+                "R1 penalty", r1, engine.d_network, engine.d_optimizer, engine.r1_interval
+            )
 
         with autocast:
             fakes = engine.g_network(engine.draw_latents(batch_size))

@@ -233,22 +233,12 @@ class StyleGAN2Trainer(GANTrainerBase):
             The penalty per iteration (the step's value divided by ``r1_interval``).
         """
         r1 = r1_penalty(self._judge(network, augment, inputs), wrt, gamma) * self.r1_interval
-        self.check_finite(name, r1)
-        optimizer.zero_grad(set_to_none=True)
-        r1.backward()
-        self.sync_gradients(network)
-        optimizer.step()
-        return r1.item() / self.r1_interval
+        return self.lazy_step(name, r1, network, optimizer, self.r1_interval)
 
     def _path_length_step(self, images: torch.Tensor, ws: torch.Tensor) -> None:
         """One lazy path-length step (float32) of the generator on ``images`` synthesised from ``ws``."""
         pl = self.pl_penalty(images.float(), ws) * self.pl_interval
-        self.check_finite("Path-length penalty", pl)
-        self.g_optimizer.zero_grad(set_to_none=True)
-        pl.backward()
-        self.sync_gradients(self.g_network)
-        self.g_optimizer.step()
-        self.last_pl = pl.item() / self.pl_interval
+        self.last_pl = self.lazy_step("Path-length penalty", pl, self.g_network, self.g_optimizer, self.pl_interval)
 
     def _step(
         self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler, network: torch.nn.Module
